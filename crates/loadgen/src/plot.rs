@@ -1,0 +1,263 @@
+//! The SVG plot of a benchmark: one column per workload; rows are throughput per second, p99
+//! latency per second, and the latency distribution (log scale); one line per protocol.
+
+use std::path::Path;
+
+use anyhow::{Result, anyhow};
+use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
+use plotters::prelude::*;
+
+use crate::report::RunReport;
+use crate::stats::CURVE;
+use crate::workload::Workload;
+
+const WIDTH: u32 = 1200;
+const HEIGHT: u32 = 1050;
+
+fn color(protocol: &str, index: usize) -> RGBColor {
+    match protocol {
+        "saga" => RGBColor(31, 119, 180),
+        "2pc" => RGBColor(214, 39, 40),
+        _ => {
+            let c = Palette99::pick(index + 2).to_rgba();
+            RGBColor(c.0, c.1, c.2)
+        }
+    }
+}
+
+fn max_or(values: impl Iterator<Item = f64>, floor: f64) -> f64 {
+    values.fold(floor, f64::max)
+}
+
+/// One protocol's line in a panel.
+struct Line {
+    name: String,
+    color: RGBColor,
+    points: Vec<(f64, f64)>,
+}
+
+/// One panel: a line per run, with a legend.
+fn panel<DB, Y>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    caption: &str,
+    x: (f64, f64),
+    y: Y,
+    (x_desc, y_desc): (&str, &str),
+    x_labels: &dyn Fn(&f64) -> String,
+    lines: &[Line],
+) -> Result<()>
+where
+    DB: DrawingBackend,
+    DB::ErrorType: 'static,
+    Y: AsRangedCoord<Value = f64>,
+    Y::CoordDescType: ValueFormatter<f64>,
+{
+    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow!("drawing the plot: {e}");
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(56)
+        .build_cartesian_2d(x.0..x.1, y)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .x_label_formatter(x_labels)
+        .draw()
+        .map_err(err)?;
+    for Line {
+        name,
+        color: c,
+        points,
+    } in lines
+    {
+        let c = *c;
+        chart
+            .draw_series(LineSeries::new(points.iter().copied(), c.stroke_width(2)))
+            .map_err(err)?
+            .label(name.as_str())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+    }
+    if !lines.is_empty() {
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::UpperLeft)
+            .draw()
+            .map_err(err)?;
+    }
+    Ok(())
+}
+
+/// Writes the plot of `runs` to `path`.
+pub fn write_svg(runs: &[RunReport], path: &Path) -> Result<()> {
+    let root = SVGBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
+    root.fill(&WHITE)
+        .map_err(|e| anyhow!("drawing the plot: {e}"))?;
+    let workloads = [Workload::Distinct, Workload::Random];
+    let grid = root.split_evenly((3, workloads.len()));
+
+    for (col, workload) in workloads.iter().enumerate() {
+        let runs: Vec<(usize, &RunReport)> = runs
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.workload == *workload)
+            .collect();
+        let lines = |f: &dyn Fn(&RunReport) -> Vec<(f64, f64)>| -> Vec<_> {
+            runs.iter()
+                .map(|(i, r)| Line {
+                    name: r.protocol.clone(),
+                    color: color(&r.protocol, *i),
+                    points: f(r),
+                })
+                .collect()
+        };
+        let t_max = max_or(
+            runs.iter()
+                .flat_map(|(_, r)| r.series.iter().map(|s| f64::from(s.t) + 1.0)),
+            1.0,
+        );
+        let time_label = |x: &f64| format!("{x:.0}");
+
+        let throughput = lines(&|r| {
+            r.series
+                .iter()
+                .map(|s| (f64::from(s.t) + 0.5, s.throughput))
+                .collect()
+        });
+        let y_max = max_or(
+            throughput.iter().flat_map(|l| l.points.iter().map(|p| p.1)),
+            10.0,
+        ) * 1.15;
+        panel(
+            &grid[col],
+            &format!("{workload}: throughput"),
+            (0.0, t_max),
+            0.0..y_max,
+            ("time (s)", "checkouts/s"),
+            &time_label,
+            &throughput,
+        )?;
+
+        let p99 = lines(&|r| {
+            r.series
+                .iter()
+                .map(|s| (f64::from(s.t) + 0.5, s.p99_ms))
+                .collect()
+        });
+        let y_max = max_or(p99.iter().flat_map(|l| l.points.iter().map(|p| p.1)), 1.0) * 1.15;
+        panel(
+            &grid[workloads.len() + col],
+            &format!("{workload}: p99 latency per second"),
+            (0.0, t_max),
+            0.0..y_max,
+            ("time (s)", "ms"),
+            &time_label,
+            &p99,
+        )?;
+
+        let curve = lines(&|r| {
+            r.latency_curve
+                .iter()
+                .enumerate()
+                .map(|(i, q)| (i as f64, q.ms.max(0.01)))
+                .collect()
+        });
+        let y_max = max_or(curve.iter().flat_map(|l| l.points.iter().map(|p| p.1)), 1.0) * 2.0;
+        let y_min = curve
+            .iter()
+            .flat_map(|l| l.points.iter().map(|p| p.1))
+            .fold(f64::INFINITY, f64::min)
+            .clamp(0.01, 1.0)
+            / 2.0;
+        let percentile_label = |x: &f64| {
+            let i = x.round();
+            if (x - i).abs() > 0.01 {
+                return String::new();
+            }
+            CURVE
+                .get(i as usize)
+                .map(|p| format!("p{p}"))
+                .unwrap_or_default()
+        };
+        panel(
+            &grid[2 * workloads.len() + col],
+            &format!("{workload}: latency distribution"),
+            (0.0, (CURVE.len() - 1) as f64),
+            (y_min..y_max).log_scale(),
+            ("percentile", "ms (log)"),
+            &percentile_label,
+            &curve,
+        )?;
+    }
+    root.present()
+        .map_err(|e| anyhow!("writing {}: {e}", path.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::{Quantile, Second, Summary};
+
+    fn run(protocol: &str, workload: Workload, scale: f64) -> RunReport {
+        RunReport {
+            protocol: protocol.into(),
+            workload,
+            summary: Summary::default(),
+            exhausted: false,
+            series: (0..5)
+                .map(|t| Second {
+                    t,
+                    requests: 100,
+                    errors: 0,
+                    throughput: 1000.0 * scale + f64::from(t),
+                    p50_ms: 5.0,
+                    p99_ms: 20.0 * scale,
+                })
+                .collect(),
+            latency_curve: CURVE
+                .iter()
+                .map(|&p| Quantile {
+                    percentile: p,
+                    ms: 1.0 + p * scale,
+                })
+                .collect(),
+            verdict: None,
+        }
+    }
+
+    #[test]
+    fn writes_an_svg_with_every_panel_and_protocol() {
+        let dir = std::env::temp_dir().join(format!("loadgen-plot-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bench.svg");
+        let runs = [
+            run("saga", Workload::Distinct, 1.0),
+            run("2pc", Workload::Distinct, 1.5),
+            run("saga", Workload::Random, 1.2),
+        ];
+        write_svg(&runs, &path).unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(svg.starts_with("<svg"));
+        for text in [
+            "distinct: throughput",
+            "random: latency distribution",
+            "saga",
+            "2pc",
+        ] {
+            assert!(svg.contains(text), "{text} missing");
+        }
+    }
+
+    #[test]
+    fn empty_input_still_draws() {
+        let path = std::env::temp_dir().join(format!("loadgen-empty-{}.svg", std::process::id()));
+        write_svg(&[], &path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+    }
+}

@@ -1,0 +1,198 @@
+//! What a benchmark produces: the JSON document in `.bench/results.json` and the table on stdout.
+
+use std::fmt::Write;
+
+use serde::{Deserialize, Serialize};
+
+use crate::populate::Population;
+use crate::stats::{Quantile, Second, Summary};
+use crate::verify::Verdict;
+use crate::workload::Workload;
+
+/// The figure we quote: at least this many checkouts per second...
+pub const TARGET_THROUGHPUT: f64 = 1500.0;
+/// ...at a p99 of at most this many milliseconds, with no error and a consistent state.
+pub const TARGET_P99_MS: f64 = 100.0;
+
+/// One measured run: one protocol, one workload, on a fresh stack.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunReport {
+    pub protocol: String,
+    pub workload: Workload,
+    pub summary: Summary,
+    /// A distinct workload that ran out of orders before the duration was up.
+    pub exhausted: bool,
+    pub series: Vec<Second>,
+    pub latency_curve: Vec<Quantile>,
+    /// Absent when verification was skipped.
+    pub verdict: Option<Verdict>,
+}
+
+impl RunReport {
+    pub fn meets_target(&self) -> bool {
+        self.summary.throughput >= TARGET_THROUGHPUT
+            && self.summary.p99_ms <= TARGET_P99_MS
+            && self.summary.errors() == 0
+            && self.verdict.as_ref().is_none_or(Verdict::consistent)
+    }
+}
+
+/// How the benchmark was run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BenchConfig {
+    pub concurrency: usize,
+    pub duration_s: u64,
+    pub warmup_s: u64,
+    pub max_requests: Option<u64>,
+    pub runtime_threads: usize,
+    pub seed: u64,
+    pub population: Population,
+    pub cores: usize,
+}
+
+/// The whole of `.bench/results.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BenchReport {
+    /// Seconds since the Unix epoch.
+    pub finished_at: u64,
+    pub config: BenchConfig,
+    pub target: Target,
+    pub runs: Vec<RunReport>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Target {
+    pub throughput: f64,
+    pub p99_ms: f64,
+}
+
+impl Default for Target {
+    fn default() -> Self {
+        Target {
+            throughput: TARGET_THROUGHPUT,
+            p99_ms: TARGET_P99_MS,
+        }
+    }
+}
+
+fn verdict_cell(v: Option<&Verdict>) -> String {
+    match v {
+        None => "skipped".into(),
+        Some(v) if v.consistent() => "ok".into(),
+        Some(v) => format!("{} violations", v.violations),
+    }
+}
+
+/// A fixed-width table, one row per run.
+pub fn table(runs: &[RunReport]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<9} {:<9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6} {:>6} {:>6} {:>14}  target",
+        "protocol",
+        "workload",
+        "requests",
+        "req/s",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "max ms",
+        "2xx",
+        "4xx",
+        "5xx",
+        "transp",
+        "consistency",
+    );
+    for r in runs {
+        let s = &r.summary;
+        let _ = writeln!(
+            out,
+            "{:<9} {:<9} {:>8} {:>8.0} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>8} {:>6} {:>6} {:>6} {:>14}  {}",
+            r.protocol,
+            r.workload.to_string() + if r.exhausted { "*" } else { "" },
+            s.requests,
+            s.throughput,
+            s.p50_ms,
+            s.p95_ms,
+            s.p99_ms,
+            s.max_ms,
+            s.ok_2xx,
+            s.refused_4xx,
+            s.server_5xx,
+            s.transport,
+            verdict_cell(r.verdict.as_ref()),
+            if r.meets_target() { "met" } else { "missed" }
+        );
+    }
+    if runs.iter().any(|r| r.exhausted) {
+        let _ = writeln!(
+            out,
+            "* every order was checked out before the duration ended"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "target: >= {TARGET_THROUGHPUT:.0} checkouts/s at p99 <= {TARGET_P99_MS:.0} ms, no error, consistent"
+    );
+    for r in runs {
+        if let Some(v) = r.verdict.as_ref().filter(|v| !v.consistent()) {
+            let _ = writeln!(
+                out,
+                "{} {}: violations by kind {:?}",
+                r.protocol, r.workload, v.kinds
+            );
+            for e in &v.examples {
+                let _ = writeln!(out, "  {e}");
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(throughput: f64, p99_ms: f64, errors: u64, violations: u64) -> RunReport {
+        RunReport {
+            protocol: "saga".into(),
+            workload: Workload::Distinct,
+            summary: Summary {
+                requests: 100,
+                throughput,
+                p99_ms,
+                transport: errors,
+                ..Summary::default()
+            },
+            exhausted: false,
+            series: vec![],
+            latency_curve: vec![],
+            verdict: Some(Verdict {
+                violations,
+                ..Verdict::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn target_needs_all_four_conditions() {
+        assert!(run(1500.0, 100.0, 0, 0).meets_target());
+        assert!(!run(1499.0, 50.0, 0, 0).meets_target());
+        assert!(!run(2000.0, 101.0, 0, 0).meets_target());
+        assert!(!run(2000.0, 50.0, 1, 0).meets_target());
+        assert!(!run(2000.0, 50.0, 0, 1).meets_target());
+    }
+
+    #[test]
+    fn table_has_a_row_per_run() {
+        let t = table(&[run(1600.0, 20.0, 0, 0), run(100.0, 20.0, 0, 3)]);
+        assert_eq!(
+            t.lines()
+                .filter(|l| l.ends_with("met") || l.ends_with("missed"))
+                .count(),
+            2
+        );
+        assert!(t.contains("met"));
+        assert!(t.contains("3 violations"));
+    }
+}

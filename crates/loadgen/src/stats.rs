@@ -1,0 +1,262 @@
+//! Summary statistics of one run: counts, throughput, latency percentiles (HdrHistogram, 3
+//! significant digits) and a per-second time series.
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+use crate::client::Class;
+use crate::run::{Record, Sample};
+
+/// The figures the benchmark quotes for one run.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub requests: u64,
+    pub elapsed_s: f64,
+    /// Completed requests per second of wall time.
+    pub throughput: f64,
+    pub mean_ms: f64,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    pub ok_2xx: u64,
+    pub refused_4xx: u64,
+    pub server_5xx: u64,
+    pub transport: u64,
+}
+
+impl Summary {
+    /// Anything but a 2xx: in the benchmark every checkout should succeed.
+    pub fn errors(&self) -> u64 {
+        self.refused_4xx + self.server_5xx + self.transport
+    }
+}
+
+/// One second of the run, by completion time.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Second {
+    /// Seconds since the run started.
+    pub t: u32,
+    pub requests: u64,
+    pub errors: u64,
+    /// Requests per second over this bucket (the last one may be shorter than a second).
+    pub throughput: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+/// A point of the latency distribution: percentile (0..=100) and latency.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Quantile {
+    pub percentile: f64,
+    pub ms: f64,
+}
+
+/// Percentiles drawn in the plot and stored in the JSON.
+pub const CURVE: [f64; 9] = [0.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.9, 99.99, 100.0];
+
+fn histogram<'a>(samples: impl IntoIterator<Item = &'a Sample>) -> Histogram<u64> {
+    // Auto-resizing, so any latency fits.
+    let mut h = Histogram::new(3).expect("3 significant digits is a valid precision");
+    for s in samples {
+        let v = s.latency_us.max(1);
+        // Recording resizes the histogram; `saturating_record` would not.
+        if h.record(v).is_err() {
+            h.saturating_record(v);
+        }
+    }
+    h
+}
+
+fn ms(us: u64) -> f64 {
+    us as f64 / 1000.0
+}
+
+pub fn summarize(record: &Record) -> Summary {
+    let h = histogram(&record.samples);
+    let count = |c: Class| record.samples.iter().filter(|s| s.class == c).count() as u64;
+    let elapsed_s = record.elapsed_s();
+    let requests = record.samples.len() as u64;
+    let empty = h.is_empty();
+    let q = |q: f64| {
+        if empty {
+            0.0
+        } else {
+            ms(h.value_at_quantile(q))
+        }
+    };
+    Summary {
+        requests,
+        elapsed_s,
+        throughput: if elapsed_s > 0.0 {
+            requests as f64 / elapsed_s
+        } else {
+            0.0
+        },
+        mean_ms: if empty { 0.0 } else { h.mean() / 1000.0 },
+        p50_ms: q(0.50),
+        p95_ms: q(0.95),
+        p99_ms: q(0.99),
+        max_ms: if empty { 0.0 } else { ms(h.max()) },
+        ok_2xx: count(Class::Ok),
+        refused_4xx: count(Class::Refused),
+        server_5xx: count(Class::ServerError),
+        transport: count(Class::Transport),
+    }
+}
+
+pub fn per_second(record: &Record) -> Vec<Second> {
+    let rel = |s: &Sample| s.done_us().saturating_sub(record.start_us);
+    let span_us = record.end_us.saturating_sub(record.start_us);
+    let buckets = span_us.div_ceil(1_000_000).max(1) as usize;
+    let mut by_second: Vec<Vec<&Sample>> = vec![Vec::new(); buckets];
+    for s in &record.samples {
+        let b = ((rel(s) / 1_000_000) as usize).min(buckets - 1);
+        by_second[b].push(s);
+    }
+    by_second
+        .iter()
+        .enumerate()
+        .map(|(t, samples)| {
+            let h = histogram(samples.iter().copied());
+            let width_us = span_us.saturating_sub(t as u64 * 1_000_000).min(1_000_000);
+            let requests = samples.len() as u64;
+            let q = |q: f64| {
+                if h.is_empty() {
+                    0.0
+                } else {
+                    ms(h.value_at_quantile(q))
+                }
+            };
+            Second {
+                t: t as u32,
+                requests,
+                errors: samples.iter().filter(|s| s.class != Class::Ok).count() as u64,
+                throughput: if width_us > 0 {
+                    requests as f64 * 1e6 / width_us as f64
+                } else {
+                    0.0
+                },
+                p50_ms: q(0.50),
+                p99_ms: q(0.99),
+            }
+        })
+        .collect()
+}
+
+pub fn curve(record: &Record) -> Vec<Quantile> {
+    let h = histogram(&record.samples);
+    CURVE
+        .iter()
+        .map(|&p| Quantile {
+            percentile: p,
+            ms: if h.is_empty() {
+                0.0
+            } else {
+                ms(h.value_at_quantile(p / 100.0))
+            },
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(start_us: u64, latency_us: u64, class: Class) -> Sample {
+        Sample {
+            order: 0,
+            class,
+            start_us,
+            latency_us,
+        }
+    }
+
+    /// 1..=1000 ms latencies, one request started every millisecond from t = 10 s.
+    fn uniform() -> Record {
+        let samples: Vec<_> = (1..=1000u64)
+            .map(|i| sample(10_000_000 + i * 1000, i * 1000, Class::Ok))
+            .collect();
+        Record {
+            start_us: 10_000_000,
+            end_us: samples.iter().map(Sample::done_us).max().unwrap(),
+            samples,
+            exhausted: false,
+        }
+    }
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() <= b * 0.001 + 1e-9
+    }
+
+    #[test]
+    fn percentiles_of_a_uniform_distribution() {
+        let s = summarize(&uniform());
+        assert_eq!(s.requests, 1000);
+        assert!(close(s.p50_ms, 500.0), "{}", s.p50_ms);
+        assert!(close(s.p95_ms, 950.0), "{}", s.p95_ms);
+        assert!(close(s.p99_ms, 990.0), "{}", s.p99_ms);
+        assert!(close(s.max_ms, 1000.0), "{}", s.max_ms);
+        assert!(close(s.mean_ms, 500.5), "{}", s.mean_ms);
+        // The last request finishes at 10 s + 1 s + 1 s.
+        assert!(close(s.elapsed_s, 2.0));
+        assert!(close(s.throughput, 500.0));
+        assert_eq!(s.errors(), 0);
+    }
+
+    #[test]
+    fn classes_are_counted() {
+        let mut r = uniform();
+        r.samples[0].class = Class::Refused;
+        r.samples[1].class = Class::ServerError;
+        r.samples[2].class = Class::ServerError;
+        r.samples[3].class = Class::Transport;
+        let s = summarize(&r);
+        assert_eq!(
+            (s.ok_2xx, s.refused_4xx, s.server_5xx, s.transport),
+            (996, 1, 2, 1)
+        );
+        assert_eq!(s.errors(), 4);
+    }
+
+    #[test]
+    fn empty_run_is_all_zero() {
+        let s = summarize(&Record::default());
+        assert_eq!(s, Summary::default());
+        assert_eq!(per_second(&Record::default()).len(), 1);
+        assert!(curve(&Record::default()).iter().all(|q| q.ms == 0.0));
+    }
+
+    #[test]
+    fn per_second_buckets_by_completion_time() {
+        let start = 5_000_000;
+        let samples = vec![
+            sample(start, 200_000, Class::Ok),
+            sample(start + 100_000, 800_000, Class::Ok),
+            sample(start + 900_000, 200_000, Class::Refused),
+            sample(start + 1_200_000, 300_000, Class::Ok),
+        ];
+        let r = Record {
+            start_us: start,
+            end_us: start + 1_500_000,
+            samples,
+            exhausted: false,
+        };
+        let series = per_second(&r);
+        assert_eq!(series.len(), 2);
+        assert_eq!((series[0].requests, series[0].errors), (2, 0));
+        assert_eq!((series[1].requests, series[1].errors), (2, 1));
+        assert!(close(series[0].throughput, 2.0));
+        // The second bucket is half a second long.
+        assert!(close(series[1].throughput, 4.0));
+        assert!(close(series[0].p99_ms, 800.0), "{}", series[0].p99_ms);
+    }
+
+    #[test]
+    fn curve_is_monotonic_and_ends_at_max() {
+        let c = curve(&uniform());
+        assert_eq!(c.len(), CURVE.len());
+        assert!(c.windows(2).all(|w| w[0].ms <= w[1].ms));
+        assert!(close(c.last().unwrap().ms, 1000.0));
+    }
+}
