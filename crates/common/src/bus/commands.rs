@@ -1,0 +1,115 @@
+//! The participant side: consume commands in a consumer group, apply each through an
+//! idempotent handler, send the reply, and only then store the offset.
+//!
+//! Handlers run concurrently (their Redis scripts are atomic and record every step, so any
+//! interleaving is safe), but offsets are stored strictly in the order messages arrived: a
+//! message's offset is stored only once it and every message before it have their effect
+//! and reply durable. A crash therefore redelivers, and never skips, a command.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::stream::FuturesOrdered;
+use rdkafka::Message;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio_util::sync::CancellationToken;
+
+use super::Bus;
+use crate::error::Result;
+use crate::protocol::{Envelope, OrderReply};
+
+/// How many commands one replica works on at once.
+const MAX_IN_FLIGHT: usize = 512;
+
+/// Runs the command loop of `group` on `topic` until `shutdown`.
+///
+/// `handle` must be idempotent and must retry transient failures itself: whatever it returns
+/// is sent as the reply, and then the command counts as done.
+pub async fn run<C, H, F>(
+    bus: Bus,
+    topic: String,
+    group: &str,
+    handle: H,
+    shutdown: CancellationToken,
+) -> Result<()>
+where
+    C: Serialize + DeserializeOwned + Send + 'static,
+    H: Fn(Envelope<C>) -> F + Send + Sync + 'static,
+    F: Future<Output = OrderReply> + Send + 'static,
+{
+    let consumer: StreamConsumer = bus
+        .consumer_config()
+        .set("group.id", group)
+        // Static membership: a replica the watchdog restarts gets its partitions back at once.
+        .set("group.instance.id", &bus.settings().replica_id)
+        .set("session.timeout.ms", "6000")
+        .set("heartbeat.interval.ms", "1000")
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "200")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()?;
+    consumer.subscribe(&[&topic])?;
+    let consumer = Arc::new(consumer);
+    let handle = Arc::new(handle);
+    let mut in_flight = FuturesOrdered::new();
+    tracing::info!(%topic, group, "command loop started");
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            Some(done) = in_flight.next(), if !in_flight.is_empty() => {
+                let (partition, offset): (i32, i64) = done;
+                if let Err(e) = consumer.store_offset(&topic, partition, offset) {
+                    // A rebalance took the partition away; its new owner redelivers.
+                    tracing::debug!(error = %e, partition, offset, "offset not stored");
+                }
+            }
+            received = consumer.recv(), if in_flight.len() < MAX_IN_FLIGHT => {
+                let message = match received {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "kafka receive failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let (partition, offset) = (message.partition(), message.offset());
+                let decoded = Envelope::<C>::decode(message.payload().unwrap_or_default());
+                drop(message);
+                let (bus, handle) = (bus.clone(), handle.clone());
+                in_flight.push_back(async move {
+                    match decoded {
+                        Ok(envelope) => {
+                            let (tx, reply_to) = (envelope.tx.clone(), envelope.reply_to);
+                            let reply = handle(envelope).await;
+                            send_reply(&bus, tx, reply_to.partition, reply).await;
+                        }
+                        Err(e) => tracing::error!(error = %e, partition, offset, "skipping undecodable command"),
+                    }
+                    (partition, offset)
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Sends a reply, retrying until Kafka takes it: the command's offset must not be stored
+/// before its reply is out, or the coordinator would wait for an answer that never comes.
+async fn send_reply(bus: &Bus, tx: String, partition: i32, reply: OrderReply) {
+    let envelope = Envelope::new(tx, crate::protocol::ReplyTo { partition }, reply);
+    let mut backoff = Duration::from_millis(50);
+    while let Err(e) = bus
+        .send(&bus.topics.replies, Some(partition), &envelope)
+        .await
+    {
+        tracing::warn!(error = %e, tx = %envelope.tx, "reply not sent; retrying");
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(1));
+    }
+}

@@ -1,0 +1,162 @@
+//! The Kafka bus: an idempotent producer, the topics, and the two consumer shapes the
+//! services need — a consumer-group command loop for participants ([`commands`]) and a
+//! per-replica reply router for the order service ([`replies`]).
+
+pub mod commands;
+pub mod replies;
+
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::util::Timeout;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, Result};
+use crate::protocol::Envelope;
+use crate::settings::Settings;
+
+/// Topic names, optionally prefixed so several stacks can share one broker.
+#[derive(Clone, Debug)]
+pub struct Topics {
+    pub stock: String,
+    pub payment: String,
+    pub replies: String,
+}
+
+impl Topics {
+    pub fn new(prefix: &str) -> Self {
+        Self {
+            stock: format!("{prefix}stock.commands"),
+            payment: format!("{prefix}payment.commands"),
+            replies: format!("{prefix}order.replies"),
+        }
+    }
+}
+
+/// A handle on Kafka shared by all tasks of a service.
+#[derive(Clone)]
+pub struct Bus {
+    producer: FutureProducer,
+    pub topics: Topics,
+    settings: Settings,
+}
+
+impl Bus {
+    /// Builds the producer and makes sure every topic exists. Retries until the broker answers
+    /// or `give_up` elapses, so a service can start while Kafka is still coming up.
+    pub async fn connect(settings: &Settings, give_up: Duration) -> Result<Self> {
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", &settings.kafka_brokers)
+            .set("client.id", &settings.replica_id)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", settings.linger_ms.to_string())
+            .set("message.timeout.ms", "10000")
+            .set("socket.nagle.disable", "true")
+            .create()?;
+        let bus = Self {
+            producer,
+            topics: Topics::new(&settings.topic_prefix),
+            settings: settings.clone(),
+        };
+        let deadline = tokio::time::Instant::now() + give_up;
+        loop {
+            match bus.ensure_topics().await {
+                Ok(()) => return Ok(bus),
+                Err(e) if tokio::time::Instant::now() < deadline => {
+                    tracing::warn!(error = %e, "kafka not ready yet; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Base consumer configuration for this service's settings.
+    pub fn consumer_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &self.settings.kafka_brokers)
+            .set("client.id", &self.settings.replica_id)
+            .set("socket.nagle.disable", "true")
+            .set("fetch.wait.max.ms", "100")
+            .set("fetch.error.backoff.ms", "50");
+        config
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Creates the topics if they are missing (idempotent).
+    pub async fn ensure_topics(&self) -> Result<()> {
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &self.settings.kafka_brokers)
+            .create()?;
+        let names = [
+            &self.topics.stock,
+            &self.topics.payment,
+            &self.topics.replies,
+        ];
+        let topics: Vec<NewTopic> = names
+            .iter()
+            .map(|name| {
+                NewTopic::new(
+                    name,
+                    self.settings.partitions,
+                    TopicReplication::Fixed(self.settings.replication),
+                )
+            })
+            .collect();
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(5)));
+        for result in admin.create_topics(&topics, &options).await? {
+            match result {
+                Ok(_) => {}
+                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((topic, code)) => {
+                    return Err(Error::Internal(format!(
+                        "cannot create topic {topic}: {code}"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends one message and waits until the broker has it (`acks=all`).
+    pub async fn send<T: Serialize + DeserializeOwned>(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        message: &Envelope<T>,
+    ) -> Result<()> {
+        let payload = message.encode();
+        let mut record = FutureRecord::to(topic).key(&message.tx).payload(&payload);
+        if let Some(p) = partition {
+            record = record.partition(p);
+        }
+        self.producer
+            .send(record, Timeout::After(Duration::from_secs(5)))
+            .await
+            .map(|_| ())
+            .map_err(|(e, _)| Error::Kafka(e))
+    }
+
+    /// True when the broker answers a metadata request.
+    pub async fn is_ready(&self) -> bool {
+        let producer = self.producer.clone();
+        tokio::task::spawn_blocking(move || {
+            producer
+                .client()
+                .fetch_metadata(None, Duration::from_millis(1500))
+                .is_ok()
+        })
+        .await
+        .unwrap_or(false)
+    }
+}

@@ -1,0 +1,130 @@
+//! Redis-side accounts shared by the two participants (stock and payment).
+//!
+//! Both keep counters in hashes (`item:{id}` → `stock`, `user:{id}` → `credit`) and both take
+//! part in checkout the same way: a step record per transaction (`step:{tx}`) written in the
+//! same Lua script as the effect, so a step applies exactly once whatever Kafka redelivers,
+//! and a cancel that overtakes its try forbids that try from ever running.
+
+use redis::Script;
+use redis::aio::ConnectionManager;
+
+use crate::error::{Error, Refusal, Result};
+use crate::protocol::{Outcome, Phase, Protocol};
+
+/// What an account is: its key prefix, its counter, and how to say it has too little.
+#[derive(Clone, Copy, Debug)]
+pub struct AccountKind {
+    /// `item` or `user`: the key prefix, and the noun in error messages.
+    pub noun: &'static str,
+    /// `stock` or `credit`.
+    pub field: &'static str,
+    /// `out_of_stock` or `insufficient_credit`.
+    pub too_little: &'static str,
+}
+
+/// The result of a direct adjustment.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Adjusted {
+    Ok(i64),
+    NotFound,
+    TooLittle,
+    Overflow,
+}
+
+/// The accounts of one participant service in its Redis.
+#[derive(Clone)]
+pub struct Ledger {
+    redis: ConnectionManager,
+    kind: AccountKind,
+    step: Script,
+    adjust: Script,
+}
+
+impl Ledger {
+    pub fn new(redis: ConnectionManager, kind: AccountKind) -> Self {
+        Self {
+            redis,
+            kind,
+            step: Script::new(include_str!("ledger.lua")),
+            adjust: Script::new(include_str!("adjust.lua")),
+        }
+    }
+
+    pub fn key(&self, id: &str) -> String {
+        format!("{}:{id}", self.kind.noun)
+    }
+
+    /// Applies one phase of transaction `tx` to `lines` (account id, amount) exactly once.
+    pub async fn step(
+        &self,
+        tx: &str,
+        phase: Phase,
+        protocol: Protocol,
+        lines: &[(String, i64)],
+    ) -> Result<Outcome> {
+        let mut invocation = self.step.prepare_invoke();
+        invocation.key(format!("step:{tx}"));
+        for (id, _) in lines {
+            invocation.key(self.key(id));
+        }
+        let phase = match phase {
+            Phase::Try => "try",
+            Phase::Commit => "commit",
+            Phase::Cancel => "cancel",
+        };
+        invocation
+            .arg(phase)
+            .arg(protocol.as_str())
+            .arg(self.kind.field)
+            .arg(self.kind.too_little);
+        for (_, amount) in lines {
+            invocation.arg(amount.to_string());
+        }
+        let (outcome, code, key): (String, String, String) =
+            invocation.invoke_async(&mut self.redis.clone()).await?;
+        if outcome == "done" {
+            return Ok(Outcome::Done);
+        }
+        let id = key.split_once(':').map(|(_, id)| id).unwrap_or(&key);
+        let noun = self.kind.noun;
+        let refusal = match code.as_str() {
+            "not_found" => Refusal::new(
+                format!("{noun}_not_found"),
+                format!("{noun} {id:?} not found"),
+            ),
+            "cancelled" => Refusal::new(
+                "cancelled",
+                format!("transaction {tx} was already cancelled"),
+            ),
+            c if c == self.kind.too_little => Refusal::new(
+                c,
+                format!("{noun} {id:?} has too little {}", self.kind.field),
+            ),
+            other => Refusal::new(other, format!("transaction {tx}: {other}")),
+        };
+        Ok(Outcome::Refused(refusal))
+    }
+
+    /// Adds `delta` (which may be negative) to an account, never below zero, never overflowing.
+    pub async fn adjust(&self, id: &str, delta: i128) -> Result<Adjusted> {
+        let delta =
+            i64::try_from(delta).map_err(|_| Error::BadInput("amount out of range".into()))?;
+        let (status, value): (String, String) = self
+            .adjust
+            .key(self.key(id))
+            .arg(self.kind.field)
+            .arg(delta.to_string())
+            .invoke_async(&mut self.redis.clone())
+            .await?;
+        Ok(match status.as_str() {
+            "ok" => Adjusted::Ok(
+                value
+                    .parse()
+                    .map_err(|_| Error::Internal(format!("bad counter {value:?}")))?,
+            ),
+            "not_found" => Adjusted::NotFound,
+            "too_little" => Adjusted::TooLittle,
+            _ => Adjusted::Overflow,
+        })
+    }
+}

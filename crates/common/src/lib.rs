@@ -1,0 +1,26 @@
+//! Code the three services share.
+//!
+//! - [`settings`]: typed configuration from the environment.
+//! - [`telemetry`]: logging.
+//! - [`error`]: the error type and its single mapping to HTTP.
+//! - [`input`]: numbers and ids parsed at the edge into domain values.
+//! - [`protocol`]: every Kafka message, one enum per topic.
+//! - [`bus`]: the Kafka producer, the participants' command loop and the order replies.
+//! - [`db`]: Redis connections and retries.
+//! - [`ledger`]: the participants' accounts and exactly-once transaction steps (Lua).
+//! - [`http`]: health endpoints, JSON fallbacks, serving with graceful shutdown.
+//! - [`service`]: the start-up and serving life cycle of a service.
+
+pub mod bus;
+pub mod db;
+pub mod error;
+pub mod http;
+pub mod input;
+pub mod ledger;
+pub mod protocol;
+pub mod service;
+pub mod settings;
+pub mod telemetry;
+
+pub use error::{Error, Refusal, Result};
+pub use settings::Settings;

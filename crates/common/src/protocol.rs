@@ -1,0 +1,238 @@
+//! The messages services exchange over Kafka: one enum per topic, in one place.
+//!
+//! Every message travels in an [`Envelope`] that carries the format version, the transaction
+//! (or correlation) id — also the Kafka key, so one transaction's messages stay in order on
+//! one partition — and the reply address of the order replica that waits for the answer.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Refusal;
+
+/// Wire format version; a consumer skips (and logs) envelopes of a version it does not know.
+pub const VERSION: u8 = 1;
+
+/// Which checkout protocol a transaction runs. Participants record it with their reservation
+/// so that a saga action is final at once while a 2PC prepare waits for the decision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Saga,
+    #[serde(rename = "2pc")]
+    TwoPc,
+}
+
+impl Protocol {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "saga" => Some(Self::Saga),
+            "2pc" | "twopc" => Some(Self::TwoPc),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Saga => "saga",
+            Self::TwoPc => "2pc",
+        }
+    }
+}
+
+/// The reply partition of the order replica that sent a command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplyTo {
+    pub partition: i32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Envelope<T> {
+    pub v: u8,
+    /// Transaction id for checkout steps, a fresh correlation id for lookups.
+    pub tx: String,
+    pub reply_to: ReplyTo,
+    pub body: T,
+}
+
+impl<T: Serialize + DeserializeOwned> Envelope<T> {
+    pub fn new(tx: impl Into<String>, reply_to: ReplyTo, body: T) -> Self {
+        Self {
+            v: VERSION,
+            tx: tx.into(),
+            reply_to,
+            body,
+        }
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("messages always serialize")
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
+        let env: Self = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        if env.v != VERSION {
+            return Err(format!("unknown message version {}", env.v));
+        }
+        Ok(env)
+    }
+}
+
+/// One phase of a participant's part in a transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// Saga: do the local action now. 2PC: prepare (reserve and vote).
+    Try,
+    /// 2PC only: make the reservation permanent.
+    Commit,
+    /// Saga: compensate. 2PC: abort. Before `Try`, it forbids that `Try` from ever running.
+    Cancel,
+}
+
+/// The participants of a checkout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Participant {
+    Stock,
+    Payment,
+}
+
+impl Participant {
+    pub const ALL: [Participant; 2] = [Participant::Stock, Participant::Payment];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Stock => "stock",
+            Self::Payment => "payment",
+        }
+    }
+}
+
+/// Topic `stock.commands`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum StockCommand {
+    /// Take (saga) or reserve (2PC) all these quantities, all or nothing.
+    Try {
+        protocol: Protocol,
+        items: Vec<(String, i64)>,
+    },
+    Commit,
+    Cancel,
+    /// What does this item cost? Prices never change, so the answer may be cached forever.
+    Price {
+        item_id: String,
+    },
+}
+
+/// Topic `payment.commands`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PaymentCommand {
+    /// Charge (saga) or reserve (2PC) the amount.
+    Try {
+        protocol: Protocol,
+        user_id: String,
+        amount: i64,
+    },
+    Commit,
+    Cancel,
+}
+
+/// The result of one phase at one participant.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Outcome {
+    Done,
+    Refused(Refusal),
+}
+
+/// Topic `order.replies`, one partition per order replica.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum OrderReply {
+    Step {
+        participant: Participant,
+        phase: Phase,
+        outcome: Outcome,
+    },
+    Price {
+        item_id: String,
+        price: Option<i64>,
+    },
+}
+
+impl OrderReply {
+    /// The key a waiting coordinator registered for this reply.
+    pub fn wait_key(&self, tx: &str) -> String {
+        match self {
+            Self::Step {
+                participant, phase, ..
+            } => step_key(tx, *participant, *phase),
+            Self::Price { .. } => format!("{tx}/price"),
+        }
+    }
+}
+
+/// The key under which the coordinator waits for a participant's answer to a phase.
+pub fn step_key(tx: &str, participant: Participant, phase: Phase) -> String {
+    format!("{tx}/{}/{phase:?}", participant.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug + Clone>(body: T) {
+        let env = Envelope::new("tx-1", ReplyTo { partition: 3 }, body);
+        assert_eq!(Envelope::<T>::decode(&env.encode()).unwrap(), env);
+    }
+
+    #[test]
+    fn every_message_kind_round_trips() {
+        round_trip(StockCommand::Try {
+            protocol: Protocol::TwoPc,
+            items: vec![("a".into(), 2)],
+        });
+        round_trip(StockCommand::Cancel);
+        round_trip(StockCommand::Price {
+            item_id: "7".into(),
+        });
+        round_trip(PaymentCommand::Try {
+            protocol: Protocol::Saga,
+            user_id: "u".into(),
+            amount: i64::MAX,
+        });
+        round_trip(PaymentCommand::Commit);
+        round_trip(OrderReply::Step {
+            participant: Participant::Payment,
+            phase: Phase::Try,
+            outcome: Outcome::Refused(Refusal::new("insufficient_credit", "no")),
+        });
+        round_trip(OrderReply::Price {
+            item_id: "1".into(),
+            price: None,
+        });
+    }
+
+    #[test]
+    fn unknown_versions_and_garbage_are_rejected() {
+        let mut env = Envelope::new("t", ReplyTo { partition: 0 }, StockCommand::Commit);
+        env.v = 99;
+        assert!(Envelope::<StockCommand>::decode(&env.encode()).is_err());
+        assert!(Envelope::<StockCommand>::decode(b"{not json").is_err());
+    }
+
+    #[test]
+    fn reply_keys_match_step_keys() {
+        let reply = OrderReply::Step {
+            participant: Participant::Stock,
+            phase: Phase::Cancel,
+            outcome: Outcome::Done,
+        };
+        assert_eq!(
+            reply.wait_key("t"),
+            step_key("t", Participant::Stock, Phase::Cancel)
+        );
+    }
+}

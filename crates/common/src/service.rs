@@ -1,0 +1,97 @@
+//! The life cycle every service shares: connect to Redis and Kafka, bind, serve until a
+//! shutdown signal, then stop the background tasks.
+
+use std::future::Future;
+use std::time::Duration;
+
+use axum::Router;
+use redis::aio::ConnectionManager;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::bus::Bus;
+use crate::error::{Error, Result};
+use crate::settings::Settings;
+
+/// How long a starting service waits for its Redis and Kafka before it gives up (and the
+/// watchdog or the orchestrator starts it again).
+const STARTUP_PATIENCE: Duration = Duration::from_secs(60);
+
+/// The connections a service is built from.
+#[derive(Clone)]
+pub struct Deps {
+    pub settings: Settings,
+    pub redis: ConnectionManager,
+    pub bus: Bus,
+}
+
+impl Deps {
+    pub async fn connect(settings: Settings) -> Result<Self> {
+        let redis = crate::db::connect(&settings.redis_url, STARTUP_PATIENCE).await?;
+        let bus = Bus::connect(&settings, STARTUP_PATIENCE).await?;
+        Ok(Self {
+            settings,
+            redis,
+            bus,
+        })
+    }
+
+    /// Readiness: Redis answers and Kafka answers.
+    pub fn readiness(
+        &self,
+    ) -> impl Fn() -> std::pin::Pin<Box<dyn Future<Output = bool> + Send>> + Clone + Send + Sync + 'static
+    {
+        let (redis, bus) = (self.redis.clone(), self.bus.clone());
+        move || {
+            let (redis, bus) = (redis.clone(), bus.clone());
+            Box::pin(async move { crate::db::is_ready(&redis).await && bus.is_ready().await })
+        }
+    }
+}
+
+/// Binds `settings.http_addr`.
+pub async fn bind(settings: &Settings) -> Result<TcpListener> {
+    TcpListener::bind(settings.http_addr)
+        .await
+        .map_err(|e| Error::Config(format!("cannot listen on {}: {e}", settings.http_addr)))
+}
+
+/// Serves `router` until `shutdown`, then cancels `background` and gives it a moment.
+pub async fn run(listener: TcpListener, router: Router, shutdown: CancellationToken) -> Result<()> {
+    let addr = listener.local_addr().ok();
+    tracing::info!(?addr, "serving");
+    crate::http::serve(listener, router, shutdown.clone())
+        .await
+        .map_err(|e| Error::Internal(format!("http server: {e}")))?;
+    shutdown.cancel();
+    Ok(())
+}
+
+/// Runs a participant service: its Kafka command loop on `topic` (consumer group `group`)
+/// beside its HTTP API, both until `shutdown`.
+pub async fn run_participant<C, H, F>(
+    deps: &Deps,
+    topic: String,
+    group: &'static str,
+    handle: H,
+    listener: TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+) -> Result<()>
+where
+    C: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
+    H: Fn(crate::protocol::Envelope<C>) -> F + Send + Sync + 'static,
+    F: Future<Output = crate::protocol::OrderReply> + Send + 'static,
+{
+    let commands = tokio::spawn(crate::bus::commands::run(
+        deps.bus.clone(),
+        topic,
+        group,
+        handle,
+        shutdown.clone(),
+    ));
+    run(listener, router, shutdown).await?;
+    commands
+        .await
+        .map_err(|e| Error::Internal(format!("command loop: {e}")))?
+}

@@ -1,0 +1,138 @@
+//! Typed service settings, read once from the environment and validated at start-up.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::protocol::Protocol;
+
+/// Everything a service needs to run. Every field has a default that works for a local
+/// single-replica stack, so a bare `cargo run -p stock` is useful during development.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// `HTTP_ADDR`: where the HTTP API listens.
+    pub http_addr: SocketAddr,
+    /// `REDIS_URL`: the service's own Redis.
+    pub redis_url: String,
+    /// `KAFKA_BROKERS`: bootstrap servers.
+    pub kafka_brokers: String,
+    /// `REPLICA_ID`: this replica's name (`order-1`, a pod name `order-0`, ...). The trailing
+    /// number picks the order replica's reply partition, so it must be stable across restarts.
+    pub replica_id: String,
+    /// `CHECKOUT_PROTOCOL`: `saga` (default) or `2pc`.
+    pub protocol: Protocol,
+    /// `KAFKA_PARTITIONS`: partitions of every topic created at start-up.
+    pub partitions: i32,
+    /// `KAFKA_REPLICATION`: replication factor of the topics created at start-up.
+    pub replication: i32,
+    /// `TOPIC_PREFIX`: lets several stacks share one broker (tests).
+    pub topic_prefix: String,
+    /// `KAFKA_LINGER_MS`: producer batching delay; small, because checkout latency is the product.
+    pub linger_ms: u32,
+    /// `CHECKOUT_TIMEOUT_MS`: how long a checkout request waits for its transaction before it
+    /// answers 503; the transaction itself goes on and recovery finishes it.
+    pub checkout_timeout: Duration,
+    /// `STEP_RETRY_MS`: how long the coordinator waits for a participant before it sends the
+    /// (idempotent) command again.
+    pub step_retry: Duration,
+    /// `LEASE_MS`: how long a coordinator owns a transaction without renewing its lease.
+    pub lease: Duration,
+}
+
+impl Settings {
+    /// Reads the settings from the process environment.
+    pub fn from_env() -> Result<Self> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Reads the settings through `get`, so tests can supply their own environment.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let text = |k: &str, default: &str| get(k).unwrap_or_else(|| default.to_string());
+        let number = |k: &str, default: u64| -> Result<u64> {
+            match get(k) {
+                None => Ok(default),
+                Some(v) => v.trim().parse().map_err(|_| {
+                    Error::Config(format!("{k} must be a non-negative integer, got {v:?}"))
+                }),
+            }
+        };
+        let http_addr = text("HTTP_ADDR", "127.0.0.1:8080");
+        let protocol = text("CHECKOUT_PROTOCOL", "saga");
+        let settings = Settings {
+            http_addr: http_addr.parse().map_err(|_| {
+                Error::Config(format!("HTTP_ADDR is not a socket address: {http_addr:?}"))
+            })?,
+            redis_url: text("REDIS_URL", "redis://127.0.0.1:6379"),
+            kafka_brokers: text("KAFKA_BROKERS", "127.0.0.1:9092"),
+            replica_id: text("REPLICA_ID", "replica-1"),
+            protocol: Protocol::parse(&protocol).ok_or_else(|| {
+                Error::Config(format!(
+                    "CHECKOUT_PROTOCOL must be saga or 2pc, got {protocol:?}"
+                ))
+            })?,
+            partitions: number("KAFKA_PARTITIONS", 16)?.clamp(1, 1024) as i32,
+            replication: number("KAFKA_REPLICATION", 1)?.clamp(1, 16) as i32,
+            topic_prefix: text("TOPIC_PREFIX", ""),
+            linger_ms: number("KAFKA_LINGER_MS", 1)?.min(1000) as u32,
+            checkout_timeout: Duration::from_millis(number("CHECKOUT_TIMEOUT_MS", 20_000)?),
+            step_retry: Duration::from_millis(number("STEP_RETRY_MS", 1_500)?.max(50)),
+            lease: Duration::from_millis(number("LEASE_MS", 4_000)?.max(500)),
+        };
+        Ok(settings)
+    }
+
+    /// The number at the end of the replica id (`order-2` → 2, `order-0` → 0), or 0.
+    pub fn replica_ordinal(&self) -> u32 {
+        let digits: String = self
+            .replica_id
+            .chars()
+            .rev()
+            .take_while(char::is_ascii_digit)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        digits.parse().unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn settings(vars: &[(&str, &str)]) -> Result<Settings> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.protocol, Protocol::Saga);
+        assert_eq!(s.partitions, 16);
+    }
+
+    #[test]
+    fn protocol_and_ordinal_are_parsed() {
+        let s = settings(&[("CHECKOUT_PROTOCOL", "2PC"), ("REPLICA_ID", "order-12")]).unwrap();
+        assert_eq!(s.protocol, Protocol::TwoPc);
+        assert_eq!(s.replica_ordinal(), 12);
+        assert_eq!(
+            settings(&[("REPLICA_ID", "order")])
+                .unwrap()
+                .replica_ordinal(),
+            0
+        );
+    }
+
+    #[test]
+    fn bad_values_are_rejected() {
+        assert!(settings(&[("CHECKOUT_PROTOCOL", "3pc")]).is_err());
+        assert!(settings(&[("HTTP_ADDR", "nowhere")]).is_err());
+        assert!(settings(&[("KAFKA_PARTITIONS", "-1")]).is_err());
+    }
+}

@@ -1,0 +1,68 @@
+//! Commands from the order service, applied exactly once.
+
+use std::time::Duration;
+
+use common::db;
+use common::protocol::{Envelope, OrderReply, Participant, Phase, Protocol, StockCommand};
+use redis::AsyncCommands;
+
+use crate::App;
+
+/// A participant must eventually apply every command it received, so it keeps retrying
+/// while its Redis is away; the offset is not stored meanwhile.
+const PATIENCE: Duration = Duration::from_secs(3600);
+
+pub async fn handle(app: App, envelope: Envelope<StockCommand>) -> OrderReply {
+    let tx = envelope.tx;
+    let (phase, protocol, lines) = match envelope.body {
+        StockCommand::Price { item_id } => {
+            let price = db::retry(PATIENCE, || {
+                let mut redis = app.deps.redis.clone();
+                let key = app.ledger.key(&item_id);
+                async move { Ok(redis.hget::<_, _, Option<i64>>(key, "price").await?) }
+            })
+            .await;
+            return OrderReply::Price {
+                item_id,
+                price: price.unwrap_or(None),
+            };
+        }
+        StockCommand::Try { protocol, items } => (Phase::Try, protocol, merge(items)),
+        StockCommand::Commit => (Phase::Commit, Protocol::TwoPc, Vec::new()),
+        StockCommand::Cancel => (Phase::Cancel, Protocol::Saga, Vec::new()),
+    };
+    let outcome = db::retry(PATIENCE, || app.ledger.step(&tx, phase, protocol, &lines)).await;
+    let outcome = outcome.unwrap_or_else(|e| {
+        tracing::error!(error = %e, %tx, "step failed for good");
+        common::protocol::Outcome::Refused(common::Refusal::new("internal", e.to_string()))
+    });
+    tracing::debug!(%tx, ?phase, ?outcome, "stock step");
+    OrderReply::Step {
+        participant: Participant::Stock,
+        phase,
+        outcome,
+    }
+}
+
+/// Sums the quantities of repeated items, so each item is one line of the step.
+fn merge(items: Vec<(String, i64)>) -> Vec<(String, i64)> {
+    let mut merged: Vec<(String, i64)> = Vec::with_capacity(items.len());
+    for (id, quantity) in items {
+        match merged.iter_mut().find(|(other, _)| *other == id) {
+            Some((_, total)) => *total = total.saturating_add(quantity),
+            None => merged.push((id, quantity)),
+        }
+    }
+    merged
+}
+
+#[cfg(test)]
+mod tests {
+    use super::merge;
+
+    #[test]
+    fn repeated_items_are_merged() {
+        let merged = merge(vec![("a".into(), 1), ("b".into(), 2), ("a".into(), 3)]);
+        assert_eq!(merged, vec![("a".into(), 4), ("b".into(), 2)]);
+    }
+}
