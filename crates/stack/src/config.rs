@@ -1,0 +1,307 @@
+//! What a stack is made of: where it keeps its state, how many replicas, which ports.
+//!
+//! The config is plain data (serde) because the launcher hands it to the `stack supervise`
+//! process as a JSON file; the supervisor then writes the *resolved* config (ports chosen)
+//! to `ROOT/stack.json`, which is what `status`, `down` and [`crate::Stack::attach`] read.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// The checkout protocol the services run; passed to them as `CHECKOUT_PROTOCOL`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    #[default]
+    Saga,
+    #[serde(rename = "2pc")]
+    TwoPc,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Saga => "saga",
+            Protocol::TwoPc => "2pc",
+        }
+    }
+}
+
+impl std::str::FromStr for Protocol {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "saga" => Ok(Protocol::Saga),
+            "2pc" => Ok(Protocol::TwoPc),
+            other => Err(Error::Config(format!(
+                "CHECKOUT_PROTOCOL must be saga or 2pc, got {other:?}"
+            ))),
+        }
+    }
+}
+
+/// Every port a stack listens on. Replica `i` (1-based) of a service listens on `base + i`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortLayout {
+    pub gateway: u16,
+    pub order_db: u16,
+    pub stock_db: u16,
+    pub payment_db: u16,
+    pub kafka: u16,
+    pub kafka_controller: u16,
+    pub order_base: u16,
+    pub stock_base: u16,
+    pub payment_base: u16,
+}
+
+impl Default for PortLayout {
+    /// The layout of `make up` (DESIGN.md section 3).
+    fn default() -> Self {
+        PortLayout {
+            gateway: 8000,
+            order_db: 6380,
+            stock_db: 6381,
+            payment_db: 6382,
+            kafka: 9092,
+            kafka_controller: 9093,
+            order_base: 8100,
+            stock_base: 8200,
+            payment_base: 8300,
+        }
+    }
+}
+
+/// Where a running supervisor publishes its resolved config, relative to the root.
+pub const STATE_FILE: &str = "stack.json";
+
+/// Test stacks take one block of [`SLOT_WIDTH`] ports from `SLOT_FIRST_PORT` on. The blocks sit
+/// below Linux's ephemeral range (32768+), so outgoing connections never steal them.
+pub const SLOT_FIRST_PORT: u16 = 20_000;
+pub const SLOT_WIDTH: u16 = 100;
+pub const SLOT_COUNT: u16 = 120;
+/// Replicas per service that fit in one slot (30 ports per service, index 0 unused).
+pub const SLOT_MAX_REPLICAS: u32 = 29;
+
+impl PortLayout {
+    /// The layout of test slot `slot`: gateway at +0, Redis at +1..+3, Kafka at +4/+5,
+    /// order replicas at +11.., stock at +41.., payment at +71...
+    pub fn slot(slot: u16) -> Self {
+        let b = SLOT_FIRST_PORT + slot * SLOT_WIDTH;
+        PortLayout {
+            gateway: b,
+            order_db: b + 1,
+            stock_db: b + 2,
+            payment_db: b + 3,
+            kafka: b + 4,
+            kafka_controller: b + 5,
+            order_base: b + 10,
+            stock_base: b + 40,
+            payment_base: b + 70,
+        }
+    }
+}
+
+/// How the supervisor gets its ports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Ports {
+    /// Exactly these (the `make up` stack).
+    Fixed(PortLayout),
+    /// The first free test slot (see [`PortLayout::slot`]); the supervisor holds a lock file
+    /// for the slot while it lives, so concurrent test binaries never share ports.
+    Auto,
+}
+
+/// Everything needed to run one stack. Build it with [`StackConfig::from_env`] (the `make up`
+/// stack) or [`StackConfig::for_tests`], then adjust fields.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StackConfig {
+    /// State dir: `pids/`, `logs/`, `data/`, `stack.json` live under it (`.stack` for `make up`).
+    pub root: PathBuf,
+    /// Workspace root: holds `tools/kafka/pom.xml` and `target/`.
+    pub workspace: PathBuf,
+    /// Where the service binaries (`order`, `stock`, `payment`) and `stack` are.
+    pub bin_dir: PathBuf,
+    /// Replicas of each service.
+    pub replicas: u32,
+    pub protocol: Protocol,
+    pub ports: Ports,
+    /// Run the services (false: only Redis, Kafka and the gateway, for testing the runner).
+    pub services: bool,
+    /// Passed to the services as `KAFKA_PARTITIONS` when set.
+    pub kafka_partitions: Option<u32>,
+    /// `RUST_LOG` for the services.
+    pub rust_log: String,
+    /// Extra environment for the services (tests use it for tuning knobs).
+    pub service_env: Vec<(String, String)>,
+    /// The `stack` binary that runs the supervisor; default `bin_dir/stack`. The stack crate's
+    /// own tests point it at `CARGO_BIN_EXE_stack`.
+    #[serde(default)]
+    pub stack_bin: Option<PathBuf>,
+    /// Delete `data/` when the supervisor exits (test stacks); logs are kept for post-mortems.
+    pub ephemeral: bool,
+}
+
+impl StackConfig {
+    /// The workspace this crate was compiled in; tests and `make` run from it.
+    pub fn default_workspace() -> PathBuf {
+        let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+        here.ancestors().nth(2).unwrap_or(here).to_path_buf()
+    }
+
+    /// The `make up` stack: `.stack/` in the workspace, fixed ports, knobs from the environment
+    /// (`REPLICAS`, `CHECKOUT_PROTOCOL`, `GATEWAY_PORT`, `KAFKA_PARTITIONS`, `RUST_LOG`).
+    pub fn from_env() -> Result<Self> {
+        let workspace = Self::default_workspace();
+        let mut ports = PortLayout::default();
+        if let Some(port) = env_parse::<u16>("GATEWAY_PORT")? {
+            ports.gateway = port;
+        }
+        let protocol = match std::env::var("CHECKOUT_PROTOCOL") {
+            Ok(p) if !p.trim().is_empty() => p.parse()?,
+            _ => Protocol::default(),
+        };
+        let cfg = StackConfig {
+            root: workspace.join(".stack"),
+            bin_dir: workspace.join("target/release"),
+            workspace,
+            replicas: env_parse("REPLICAS")?.unwrap_or(1),
+            protocol,
+            ports: Ports::Fixed(ports),
+            services: true,
+            kafka_partitions: env_parse("KAFKA_PARTITIONS")?,
+            rust_log: std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            service_env: Vec::new(),
+            stack_bin: None,
+            ephemeral: false,
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// A private stack for one test binary: root `target/stack-tests/NAME-PID`, ports from a
+    /// free slot, one replica, saga, data deleted when the stack stops. Adjust fields as needed.
+    pub fn for_tests(name: &str) -> Self {
+        let workspace = Self::default_workspace();
+        let dir = format!("{name}-{}", std::process::id());
+        StackConfig {
+            root: workspace.join("target/stack-tests").join(dir),
+            bin_dir: workspace.join("target/release"),
+            workspace,
+            replicas: 1,
+            protocol: Protocol::Saga,
+            ports: Ports::Auto,
+            services: true,
+            kafka_partitions: None,
+            rust_log: std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            service_env: Vec::new(),
+            stack_bin: None,
+            ephemeral: true,
+        }
+    }
+
+    pub fn with_replicas(mut self, replicas: u32) -> Self {
+        self.replicas = replicas;
+        self
+    }
+
+    pub fn with_protocol(mut self, protocol: Protocol) -> Self {
+        self.protocol = protocol;
+        self
+    }
+
+    /// Only Redis, Kafka and the gateway (the gateway then answers 502 for service routes).
+    pub fn without_services(mut self) -> Self {
+        self.services = false;
+        self
+    }
+
+    pub fn with_service_env(mut self, key: &str, value: &str) -> Self {
+        self.service_env.push((key.into(), value.into()));
+        self
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        let max = match self.ports {
+            Ports::Auto => SLOT_MAX_REPLICAS,
+            Ports::Fixed(_) => 99,
+        };
+        if self.replicas == 0 || self.replicas > max {
+            return Err(Error::Config(format!(
+                "REPLICAS must be within 1..={max}, got {}",
+                self.replicas
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn pids_dir(&self) -> PathBuf {
+        self.root.join("pids")
+    }
+    pub fn logs_dir(&self) -> PathBuf {
+        self.root.join("logs")
+    }
+    pub fn data_dir(&self) -> PathBuf {
+        self.root.join("data")
+    }
+    pub fn pid_file(&self, name: &str) -> PathBuf {
+        self.pids_dir().join(format!("{name}.pid"))
+    }
+    pub fn log_file(&self, name: &str) -> PathBuf {
+        self.logs_dir().join(format!("{name}.log"))
+    }
+    /// The resolved config the running supervisor wrote.
+    pub fn state_file(&self) -> PathBuf {
+        self.root.join(STATE_FILE)
+    }
+    /// Cached Kafka classpath, shared by every stack of this workspace.
+    pub fn kafka_classpath_file(&self) -> PathBuf {
+        self.workspace.join("target/kafka.classpath")
+    }
+    pub fn kafka_pom(&self) -> PathBuf {
+        self.workspace.join("tools/kafka/pom.xml")
+    }
+}
+
+fn env_parse<T: std::str::FromStr>(key: &str) -> Result<Option<T>> {
+    match std::env::var(key) {
+        Ok(v) if !v.trim().is_empty() => v
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| Error::Config(format!("{key}={v:?} is not a valid value"))),
+        _ => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_do_not_overlap_and_stay_below_ephemeral_ports() {
+        let last = PortLayout::slot(SLOT_COUNT - 1);
+        assert!(last.payment_base as u32 + SLOT_MAX_REPLICAS < 32_768);
+        let a = PortLayout::slot(0);
+        assert!((a.payment_base as u32 + SLOT_MAX_REPLICAS) < PortLayout::slot(1).gateway as u32);
+    }
+
+    #[test]
+    fn protocol_round_trips() {
+        assert_eq!("2pc".parse::<Protocol>().unwrap(), Protocol::TwoPc);
+        assert_eq!(" SAGA ".parse::<Protocol>().unwrap(), Protocol::Saga);
+        assert!("3pc".parse::<Protocol>().is_err());
+        let json = serde_json::to_string(&Protocol::TwoPc).unwrap();
+        assert_eq!(json, "\"2pc\"");
+    }
+
+    #[test]
+    fn for_tests_is_private() {
+        let c = StackConfig::for_tests("x");
+        assert!(c.root.ends_with(format!("x-{}", std::process::id())));
+        assert_eq!(c.ports, Ports::Auto);
+        c.validate().unwrap();
+    }
+}

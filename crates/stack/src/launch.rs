@@ -1,0 +1,150 @@
+//! How each component's process is started: command line, environment, working dir, log.
+//!
+//! [`Launcher::prepare`] does the one-time work (find programs, resolve Kafka, format its
+//! storage, render nginx.conf); [`Launcher::spawn`] is then cheap, so the watchdog can restart
+//! a component within milliseconds of its death.
+
+use std::fs::OpenOptions;
+use std::path::PathBuf;
+use std::process::Stdio;
+
+use tokio::process::{Child, Command};
+
+use crate::component::{Component, Kind};
+use crate::config::{PortLayout, StackConfig};
+use crate::{Error, Result, install, kafka, nginx};
+
+pub struct Launcher {
+    cfg: StackConfig,
+    ports: PortLayout,
+    redis_server: PathBuf,
+    nginx: PathBuf,
+    java: PathBuf,
+    kafka_classpath: String,
+    kafka_props: PathBuf,
+    kafka_log4j: PathBuf,
+    nginx_prefix: PathBuf,
+    nginx_conf: PathBuf,
+}
+
+impl Launcher {
+    /// Installs what is missing and writes every generated file.
+    pub fn prepare(cfg: &StackConfig, ports: &PortLayout) -> Result<Self> {
+        install::ensure(cfg)?;
+        let need = |program: &str| {
+            install::find_program(program)
+                .ok_or_else(|| Error::Prerequisite(format!("{program} not found after install")))
+        };
+        let redis_server = need("redis-server")?;
+        let nginx = nginx::binary().ok_or_else(|| Error::Prerequisite("nginx not found".into()))?;
+        let java = need("java")?;
+        if cfg.services {
+            for s in crate::component::SERVICES {
+                let bin = cfg.bin_dir.join(s);
+                if !bin.is_file() {
+                    return Err(Error::Prerequisite(format!(
+                        "service binary {} missing",
+                        bin.display()
+                    )));
+                }
+            }
+        }
+        let kafka_classpath = kafka::classpath(cfg)?;
+        let (kafka_props, kafka_log4j) = kafka::prepare(cfg, ports, &kafka_classpath)?;
+        let (nginx_prefix, nginx_conf) = nginx::prepare(cfg, ports)?;
+        Ok(Launcher {
+            cfg: cfg.clone(),
+            ports: *ports,
+            redis_server,
+            nginx,
+            java,
+            kafka_classpath,
+            kafka_props,
+            kafka_log4j,
+            nginx_prefix,
+            nginx_conf,
+        })
+    }
+
+    /// Starts `c` in its own process group, cwd = its data dir, output appended to its log.
+    pub fn spawn(&self, c: &Component) -> Result<Child> {
+        let data = self.cfg.data_dir().join(&c.name);
+        std::fs::create_dir_all(&data).map_err(|e| Error::io(&data, e))?;
+        let log_path = self.cfg.log_file(&c.name);
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|e| Error::io(&log_path, e))?;
+        let log_err = log.try_clone().map_err(|e| Error::io(&log_path, e))?;
+        let mut cmd = self.command(c, &data);
+        cmd.current_dir(&data)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(log_err))
+            .process_group(0)
+            .kill_on_drop(false);
+        cmd.spawn().map_err(|e| Error::Spawn {
+            name: c.name.clone(),
+            source: e,
+        })
+    }
+
+    fn command(&self, c: &Component, data: &std::path::Path) -> Command {
+        match c.kind {
+            Kind::Redis => {
+                let mut cmd = Command::new(&self.redis_server);
+                cmd.args(["--bind", "127.0.0.1", "--port", &c.port.to_string()])
+                    .arg("--dir")
+                    .arg(data)
+                    // Durability contract: a 2xx is sent only after its write is on disk, so
+                    // every write is fsynced (everysec could lose the last second on a crash).
+                    .args(["--appendonly", "yes", "--appendfsync", "always"])
+                    .args(["--save", "", "--daemonize", "no", "--protected-mode", "no"])
+                    .args(["--logfile", "", "--always-show-logo", "no"]);
+                cmd
+            }
+            Kind::Kafka => {
+                let mut cmd = Command::new(&self.java);
+                cmd.arg(kafka::HEAP)
+                    .args(["-XX:+UseG1GC", "-Djava.awt.headless=true"])
+                    .arg(format!(
+                        "-Dlog4j2.configurationFile={}",
+                        self.kafka_log4j.display()
+                    ))
+                    .args(["-cp", &self.kafka_classpath, kafka::MAIN_CLASS])
+                    .arg(&self.kafka_props);
+                cmd
+            }
+            Kind::Service => {
+                let service = c.service.unwrap_or_default();
+                let db_port = match service {
+                    "order" => self.ports.order_db,
+                    "stock" => self.ports.stock_db,
+                    _ => self.ports.payment_db,
+                };
+                let mut cmd = Command::new(self.cfg.bin_dir.join(service));
+                cmd.env("HTTP_ADDR", format!("127.0.0.1:{}", c.port))
+                    .env("REDIS_URL", format!("redis://127.0.0.1:{db_port}"))
+                    .env("KAFKA_BROKERS", format!("127.0.0.1:{}", self.ports.kafka))
+                    .env("REPLICA_ID", &c.name)
+                    .env("CHECKOUT_PROTOCOL", self.cfg.protocol.as_str())
+                    .env("RUST_LOG", &self.cfg.rust_log);
+                if let Some(p) = self.cfg.kafka_partitions {
+                    cmd.env("KAFKA_PARTITIONS", p.to_string());
+                }
+                cmd.envs(self.cfg.service_env.iter().map(|(k, v)| (k, v)));
+                cmd
+            }
+            Kind::Gateway => {
+                let mut cmd = Command::new(&self.nginx);
+                cmd.arg("-p")
+                    .arg(&self.nginx_prefix)
+                    .arg("-c")
+                    .arg(&self.nginx_conf)
+                    .args(["-e", "stderr", "-g", "daemon off;"]);
+                cmd
+            }
+        }
+    }
+}

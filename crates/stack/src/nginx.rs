@@ -1,0 +1,70 @@
+//! The gateway: `deploy/nginx/nginx.conf.template` rendered with this stack's ports and paths.
+//!
+//! The template is compiled into the binary, so the runner works from any directory. nginx
+//! runs as root without its system paths, so every path it writes (pid, temp dirs) is absolute
+//! under `data/gateway/`, and errors go to stderr, i.e. `logs/gateway.log`.
+
+use std::path::{Path, PathBuf};
+
+use crate::config::{PortLayout, StackConfig};
+use crate::{Error, Result};
+
+pub const TEMPLATE: &str = include_str!("../../../deploy/nginx/nginx.conf.template");
+
+/// The `server` lines of one upstream. A replica that fails once is skipped for 2 s only, so a
+/// restarted replica gets traffic again soon after the watchdog brought it back.
+fn servers(base: u16, replicas: u32) -> String {
+    (1..=replicas)
+        .map(|i| {
+            format!(
+                "        server 127.0.0.1:{} max_fails=1 fail_timeout=2s;",
+                base as u32 + i
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+pub fn render(prefix: &Path, ports: &PortLayout, replicas: u32) -> String {
+    TEMPLATE
+        .replace("{{PREFIX}}", &prefix.display().to_string())
+        .replace("{{GATEWAY_PORT}}", &ports.gateway.to_string())
+        .replace("{{ORDER_SERVERS}}", &servers(ports.order_base, replicas))
+        .replace("{{STOCK_SERVERS}}", &servers(ports.stock_base, replicas))
+        .replace(
+            "{{PAYMENT_SERVERS}}",
+            &servers(ports.payment_base, replicas),
+        )
+}
+
+/// Writes the config and creates the temp dirs; returns the prefix dir and config path.
+pub fn prepare(cfg: &StackConfig, ports: &PortLayout) -> Result<(PathBuf, PathBuf)> {
+    let prefix = cfg.data_dir().join("gateway");
+    std::fs::create_dir_all(&prefix).map_err(|e| Error::io(&prefix, e))?;
+    let prefix = prefix.canonicalize().map_err(|e| Error::io(&prefix, e))?;
+    let conf = prefix.join("nginx.conf");
+    std::fs::write(&conf, render(&prefix, ports, cfg.replicas)).map_err(|e| Error::io(&conf, e))?;
+    Ok((prefix, conf))
+}
+
+/// The nginx binary: Debian puts it in /usr/sbin, which a non-login PATH may lack.
+pub fn binary() -> Option<PathBuf> {
+    crate::install::find_program("nginx")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_fills_every_placeholder() {
+        let conf = render(Path::new("/p"), &PortLayout::default(), 2);
+        assert!(!conf.contains("{{"), "unfilled placeholder in:\n{conf}");
+        assert!(conf.contains("listen 127.0.0.1:8000"));
+        assert!(conf.contains("server 127.0.0.1:8101 "));
+        assert!(conf.contains("server 127.0.0.1:8102 "));
+        assert!(conf.contains("server 127.0.0.1:8302 "));
+        assert!(!conf.contains("8103"));
+        assert!(conf.contains("pid /p/nginx.pid;"));
+    }
+}

@@ -1,0 +1,114 @@
+//! Pid files and signals.
+//!
+//! Every component runs in its own process group (pgid = its pid), so one `killpg` also reaches
+//! what it forked (nginx workers, a Redis rewrite child) and a Ctrl-C in the launcher's terminal
+//! never reaches the components behind the supervisor's back. Every component also runs with
+//! its data dir as working directory, which lets us tell our own processes from unrelated ones
+//! that reused a stale pid: see [`owned_by`].
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::unistd::Pid;
+
+use crate::{Error, Result};
+
+/// Writes `pid` atomically (rename), so readers never see a half-written file.
+pub fn write_pid(path: &Path, pid: u32) -> Result<()> {
+    let tmp = path.with_extension("pid.tmp");
+    std::fs::write(&tmp, format!("{pid}\n")).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+pub fn read_pid(path: &Path) -> Option<u32> {
+    let pid = std::fs::read_to_string(path).ok()?.trim().parse().ok()?;
+    valid(pid).then_some(pid)
+}
+
+/// Pids 0 and 1 (and negative ones) mean "my group", "init" or "everyone" to kill(2): never ours.
+fn valid(pid: u32) -> bool {
+    pid > 1 && pid <= i32::MAX as u32
+}
+
+pub fn remove_pid(path: &Path) {
+    let _ = std::fs::remove_file(path);
+}
+
+/// True while a process with this pid exists (zombies included).
+pub fn alive(pid: u32) -> bool {
+    valid(pid) && !matches!(kill(to_pid(pid), None), Err(Errno::ESRCH))
+}
+
+/// Sends `signal` to one process. A process that is already gone is not an error.
+pub fn signal(pid: u32, signal: Signal) -> Result<()> {
+    if !valid(pid) {
+        return Ok(());
+    }
+    match kill(to_pid(pid), signal) {
+        Ok(()) | Err(Errno::ESRCH) => Ok(()),
+        Err(e) => Err(Error::Signal { pid, source: e }),
+    }
+}
+
+/// Sends `signal` to the process group led by `pid`; a group that is gone is not an error.
+pub fn signal_group(pid: u32, signal: Signal) -> Result<()> {
+    if !valid(pid) {
+        return Ok(());
+    }
+    match killpg(to_pid(pid), signal) {
+        Ok(()) | Err(Errno::ESRCH) => Ok(()),
+        Err(e) => Err(Error::Signal { pid, source: e }),
+    }
+}
+
+/// The working directory of `pid`, if it can be read.
+pub fn cwd(pid: u32) -> Option<PathBuf> {
+    std::fs::read_link(format!("/proc/{pid}/cwd")).ok()
+}
+
+/// Whether `pid` is alive and runs inside `root` (its cwd is under it). Redis rewrites its
+/// command line, so the cwd is the one mark all our components share.
+pub fn owned_by(pid: u32, root: &Path) -> bool {
+    let root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
+    alive(pid) && cwd(pid).is_some_and(|dir| dir.starts_with(&root))
+}
+
+/// Polls until `pid` is gone or `timeout` passes; true if it is gone.
+pub async fn wait_gone(pid: u32, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while alive(pid) && !is_zombie(pid) {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    true
+}
+
+/// A zombie is dead for our purposes: it waits only for its parent to reap it.
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
+}
+
+/// SIGTERM, then SIGKILL to the whole group once `grace` has passed.
+pub async fn terminate(pid: u32, grace: Duration) -> Result<()> {
+    signal(pid, Signal::SIGTERM)?;
+    if !wait_gone(pid, grace).await {
+        signal_group(pid, Signal::SIGKILL)?;
+        signal(pid, Signal::SIGKILL)?;
+        wait_gone(pid, Duration::from_secs(5)).await;
+    }
+    Ok(())
+}
+
+fn to_pid(pid: u32) -> Pid {
+    Pid::from_raw(pid as i32)
+}
