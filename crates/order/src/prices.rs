@@ -1,0 +1,68 @@
+//! Item prices, asked of the stock service over Kafka and cached for good: a price never
+//! changes after its item is created.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+use std::time::Duration;
+
+use common::bus::Bus;
+use common::bus::replies::Replies;
+use common::protocol::{Envelope, OrderReply, StockCommand};
+use common::{Error, Result};
+
+/// Lookups give up after this many unanswered tries (each `step_retry` long).
+const TRIES: u32 = 4;
+
+pub struct Prices {
+    cache: RwLock<HashMap<String, i64>>,
+    bus: Bus,
+    replies: Replies,
+    patience: Duration,
+}
+
+impl Prices {
+    pub fn new(bus: Bus, replies: Replies, patience: Duration) -> Self {
+        Self {
+            cache: RwLock::default(),
+            bus,
+            replies,
+            patience,
+        }
+    }
+
+    pub async fn get(&self, item_id: &str) -> Result<i64> {
+        if let Some(price) = self.cache.read().expect("lock poisoned").get(item_id) {
+            return Ok(*price);
+        }
+        let correlation = uuid::Uuid::new_v4().to_string();
+        let request = Envelope::new(
+            &correlation,
+            self.replies.reply_to(),
+            StockCommand::Price {
+                item_id: item_id.to_string(),
+            },
+        );
+        let mut waiter = self.replies.register(format!("{correlation}/price"));
+        for _ in 0..TRIES {
+            if let Err(e) = self.bus.send(&self.bus.topics.stock, None, &request).await {
+                tracing::warn!(error = %e, "price request not sent");
+            }
+            match waiter.wait(self.patience).await {
+                Some(OrderReply::Price {
+                    price: Some(price), ..
+                }) => {
+                    self.cache
+                        .write()
+                        .expect("lock poisoned")
+                        .insert(item_id.to_string(), price);
+                    return Ok(price);
+                }
+                Some(_) => return Err(Error::not_found("item", item_id)),
+                None => {}
+            }
+        }
+        Err(Error::Timeout(format!(
+            "the stock service did not answer for the price of item {item_id}"
+        )))
+    }
+}
