@@ -155,7 +155,10 @@ async fn run(command: Command, threads: usize) -> Result<()> {
                 write_json(&path, &report)?;
             }
             if let Some(path) = answers {
-                write_json(&path, &Answers::from_samples(&record.samples))?;
+                // Compact: one id per line would make a 100 000-order file needlessly long.
+                let text = serde_json::to_string(&Answers::from_samples(&record.samples))?;
+                std::fs::write(&path, text)
+                    .with_context(|| format!("writing {}", path.display()))?;
             }
             Ok(())
         }

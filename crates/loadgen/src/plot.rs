@@ -29,6 +29,9 @@ fn max_or(values: impl Iterator<Item = f64>, floor: f64) -> f64 {
     values.fold(floor, f64::max)
 }
 
+/// Formats an axis key point.
+type Label<'a> = &'a dyn Fn(&f64) -> String;
+
 /// One protocol's line in a panel.
 struct Line {
     name: String,
@@ -43,7 +46,7 @@ fn panel<DB, Y>(
     x: (f64, f64),
     y: Y,
     (x_desc, y_desc): (&str, &str),
-    x_labels: &dyn Fn(&f64) -> String,
+    (x_labels, y_labels): (Label, Label),
     lines: &[Line],
 ) -> Result<()>
 where
@@ -57,7 +60,7 @@ where
         .caption(caption, ("sans-serif", 18))
         .margin(12)
         .x_label_area_size(36)
-        .y_label_area_size(56)
+        .y_label_area_size(72)
         .build_cartesian_2d(x.0..x.1, y)
         .map_err(err)?;
     chart
@@ -65,6 +68,7 @@ where
         .x_desc(x_desc)
         .y_desc(y_desc)
         .x_label_formatter(x_labels)
+        .y_label_formatter(y_labels)
         .draw()
         .map_err(err)?;
     for Line {
@@ -90,6 +94,12 @@ where
             .map_err(err)?;
     }
     Ok(())
+}
+
+/// Axis key points fall between integers too; those stay unlabelled.
+fn integer_label(x: f64) -> Option<u64> {
+    let i = x.round();
+    ((x - i).abs() < 1e-6 && i >= 0.0).then_some(i as u64)
 }
 
 /// Writes the plot of `runs` to `path`.
@@ -120,7 +130,7 @@ pub fn write_svg(runs: &[RunReport], path: &Path) -> Result<()> {
                 .flat_map(|(_, r)| r.series.iter().map(|s| f64::from(s.t) + 1.0)),
             1.0,
         );
-        let time_label = |x: &f64| format!("{x:.0}");
+        let time_label = |x: &f64| integer_label(*x).map_or_else(String::new, |t| t.to_string());
 
         let throughput = lines(&|r| {
             r.series
@@ -138,7 +148,7 @@ pub fn write_svg(runs: &[RunReport], path: &Path) -> Result<()> {
             (0.0, t_max),
             0.0..y_max,
             ("time (s)", "checkouts/s"),
-            &time_label,
+            (&time_label, &|y: &f64| format!("{y:.0}")),
             &throughput,
         )?;
 
@@ -155,7 +165,7 @@ pub fn write_svg(runs: &[RunReport], path: &Path) -> Result<()> {
             (0.0, t_max),
             0.0..y_max,
             ("time (s)", "ms"),
-            &time_label,
+            (&time_label, &|y: &f64| format!("{y}")),
             &p99,
         )?;
 
@@ -174,12 +184,8 @@ pub fn write_svg(runs: &[RunReport], path: &Path) -> Result<()> {
             .clamp(0.01, 1.0)
             / 2.0;
         let percentile_label = |x: &f64| {
-            let i = x.round();
-            if (x - i).abs() > 0.01 {
-                return String::new();
-            }
-            CURVE
-                .get(i as usize)
+            integer_label(*x)
+                .and_then(|i| CURVE.get(i as usize))
                 .map(|p| format!("p{p}"))
                 .unwrap_or_default()
         };
@@ -189,7 +195,7 @@ pub fn write_svg(runs: &[RunReport], path: &Path) -> Result<()> {
             (0.0, (CURVE.len() - 1) as f64),
             (y_min..y_max).log_scale(),
             ("percentile", "ms (log)"),
-            &percentile_label,
+            (&percentile_label, &|y: &f64| format!("{y}")),
             &curve,
         )?;
     }

@@ -108,7 +108,9 @@ pub fn summarize(record: &Record) -> Summary {
 pub fn per_second(record: &Record) -> Vec<Second> {
     let rel = |s: &Sample| s.done_us().saturating_sub(record.start_us);
     let span_us = record.end_us.saturating_sub(record.start_us);
-    let buckets = span_us.div_ceil(1_000_000).max(1) as usize;
+    // Whole seconds only: the few requests still in flight at the deadline land in the last
+    // one, instead of making a sliver of a bucket with a meaningless rate.
+    let buckets = (span_us / 1_000_000).max(1) as usize;
     let mut by_second: Vec<Vec<&Sample>> = vec![Vec::new(); buckets];
     for s in &record.samples {
         let b = ((rel(s) / 1_000_000) as usize).min(buckets - 1);
@@ -119,7 +121,11 @@ pub fn per_second(record: &Record) -> Vec<Second> {
         .enumerate()
         .map(|(t, samples)| {
             let h = histogram(samples.iter().copied());
-            let width_us = span_us.saturating_sub(t as u64 * 1_000_000).min(1_000_000);
+            let width_us = if buckets == 1 {
+                span_us.min(1_000_000)
+            } else {
+                1_000_000
+            };
             let requests = samples.len() as u64;
             let q = |q: f64| {
                 if h.is_empty() {
@@ -234,11 +240,11 @@ mod tests {
             sample(start, 200_000, Class::Ok),
             sample(start + 100_000, 800_000, Class::Ok),
             sample(start + 900_000, 200_000, Class::Refused),
-            sample(start + 1_200_000, 300_000, Class::Ok),
+            sample(start + 2_200_000, 300_000, Class::Ok),
         ];
         let r = Record {
             start_us: start,
-            end_us: start + 1_500_000,
+            end_us: start + 2_500_000,
             samples,
             exhausted: false,
         };
@@ -247,9 +253,18 @@ mod tests {
         assert_eq!((series[0].requests, series[0].errors), (2, 0));
         assert_eq!((series[1].requests, series[1].errors), (2, 1));
         assert!(close(series[0].throughput, 2.0));
-        // The second bucket is half a second long.
-        assert!(close(series[1].throughput, 4.0));
+        assert!(close(series[1].throughput, 2.0));
         assert!(close(series[0].p99_ms, 800.0), "{}", series[0].p99_ms);
+
+        // A run shorter than a second is one bucket, as long as the run.
+        let short = Record {
+            end_us: start + 500_000,
+            samples: r.samples[..1].to_vec(),
+            ..r.clone()
+        };
+        let series = per_second(&short);
+        assert_eq!(series.len(), 1);
+        assert!(close(series[0].throughput, 2.0));
     }
 
     #[test]
