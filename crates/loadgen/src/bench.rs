@@ -58,9 +58,13 @@ pub struct BenchArgs {
     /// Per-request timeout in seconds; slower checkouts count as transport errors.
     #[arg(long, default_value_t = 10)]
     pub timeout: u64,
-    /// Where `results.json` and `bench.svg` go.
+    /// Where `results.json` and `bench.svg` go (and, while it runs, the stack's state).
     #[arg(long, default_value = ".bench")]
     pub out: PathBuf,
+    /// Do not build the services first (by default `cargo build --release` makes sure the
+    /// stack runs the current code).
+    #[arg(long)]
+    pub no_build: bool,
     /// Benchmark the stack already running at this URL instead of starting fresh ones: one
     /// population, then the workloads in turn (the random run then also meets orders paid by
     /// the distinct run). Reported under the protocol name `external`.
@@ -94,6 +98,9 @@ pub async fn bench(args: BenchArgs, threads: usize) -> Result<()> {
             Err(e) => failures.push(format!("external: {e:#}")),
         }
     } else {
+        if !args.no_build {
+            crate::fresh_stack::build_binaries()?;
+        }
         for protocol in &args.protocols {
             for &workload in &args.workloads {
                 eprintln!("== {protocol} / {workload}");
@@ -148,7 +155,7 @@ fn write_outputs(out: &Path, config: &BenchConfig, runs: &[RunReport]) -> Result
 /// One measurement on its own stack; the stack is stopped whatever happens, Ctrl-C included.
 async fn on_fresh_stack(args: &BenchArgs, protocol: &str, workload: Workload) -> Result<RunReport> {
     let t = Instant::now();
-    let stack = FreshStack::start(protocol).await?;
+    let stack = FreshStack::start(protocol, &args.out).await?;
     eprintln!(
         "  stack up at {} in {:.1} s",
         stack.gateway_url(),

@@ -1,46 +1,69 @@
-//! A fresh local stack for one measurement, via the `stack` binary (`clean`, then `up` with
-//! `CHECKOUT_PROTOCOL` set; `down` at the end).
+//! A fresh local stack for one measurement, through the `stack` crate's library API.
+//!
+//! The stack gets its own state dir (`.bench/stack`, wiped before each start and deleted
+//! after), so a benchmark never touches the data of `make up`. Knobs come from the
+//! environment as for `make up` (`REPLICAS`, `GATEWAY_PORT`, `KAFKA_PARTITIONS`), except the
+//! protocol, which the benchmark sets. Services log at `warn` unless `RUST_LOG` says otherwise:
+//! per-request logging would cost CPU the services share with everything else.
 
-use std::path::PathBuf;
-use std::process::Stdio;
+use std::path::Path;
+use std::process::Command;
 
 use anyhow::{Context, Result, bail};
+use stack::{Protocol, Stack, StackConfig};
 
 pub struct FreshStack {
-    bin: PathBuf,
+    stack: Stack,
     gateway: String,
 }
 
-fn workspace() -> PathBuf {
-    let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    here.ancestors().nth(2).unwrap_or(here).to_path_buf()
-}
-
-async fn stack_cmd(bin: &PathBuf, args: &[&str], protocol: &str) -> Result<()> {
-    let status = tokio::process::Command::new(bin)
-        .args(args)
-        .env("CHECKOUT_PROTOCOL", protocol)
-        .current_dir(workspace())
-        .stdin(Stdio::null())
+/// Builds the service and `stack` binaries, so the benchmark never measures stale ones
+/// (`make bench` itself only builds the load generator). A no-op when they are up to date.
+pub fn build_binaries() -> Result<()> {
+    let workspace = StackConfig::default_workspace();
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(&workspace)
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "order",
+            "-p",
+            "stock",
+            "-p",
+            "payment",
+        ])
+        .args(["-p", "stack"])
         .status()
-        .await
-        .with_context(|| format!("running {} {}", bin.display(), args.join(" ")))?;
+        .context("running cargo build")?;
     if !status.success() {
-        bail!("{} {} failed: {status}", bin.display(), args.join(" "));
+        bail!("cargo build of the services failed: {status}");
     }
     Ok(())
 }
 
 impl FreshStack {
-    pub async fn start(protocol: &str) -> Result<Self> {
-        let bin = workspace().join("target/release/stack");
-        stack_cmd(&bin, &["clean"], protocol).await?;
-        stack_cmd(&bin, &["up"], protocol).await?;
-        let port = std::env::var("GATEWAY_PORT").unwrap_or_else(|_| "8000".into());
-        Ok(Self {
-            bin,
-            gateway: format!("http://127.0.0.1:{port}"),
-        })
+    /// Starts a stack running `protocol` and returns once every component is healthy.
+    pub async fn start(protocol: &str, out: &Path) -> Result<Self> {
+        let protocol: Protocol = protocol.parse()?;
+        let mut cfg = StackConfig::from_env()?.with_protocol(protocol);
+        cfg.root = std::path::absolute(out.join("stack"))?;
+        cfg.ephemeral = true;
+        if std::env::var_os("RUST_LOG").is_none() {
+            cfg.rust_log = "warn".into();
+        }
+        // Left over from an interrupted run: its supervisor is gone, its data is stale.
+        let data = cfg.data_dir();
+        if data.exists() && stack::running_supervisor(&cfg.root).is_none() {
+            std::fs::remove_dir_all(&data)
+                .with_context(|| format!("removing {}", data.display()))?;
+        }
+        let stack = Stack::start(cfg)
+            .await
+            .with_context(|| format!("starting a {} stack", protocol.as_str()))?;
+        let gateway = stack.gateway_url();
+        Ok(Self { stack, gateway })
     }
 
     pub fn gateway_url(&self) -> &str {
@@ -48,6 +71,6 @@ impl FreshStack {
     }
 
     pub async fn stop(self) -> Result<()> {
-        stack_cmd(&self.bin, &["down"], "saga").await
+        self.stack.stop().await.context("stopping the stack")
     }
 }
