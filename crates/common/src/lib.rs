@@ -3,6 +3,7 @@
 //! - [`settings`]: typed configuration from the environment.
 //! - [`telemetry`]: logging.
 //! - [`error`]: the error type and its single mapping to HTTP.
+//! - [`failpoint`]: crash points that fault tests arm.
 //! - [`input`]: numbers and ids parsed at the edge into domain values.
 //! - [`protocol`]: every Kafka message, one enum per topic.
 //! - [`bus`]: the Kafka producer, the participants' command loop and the order replies.
@@ -14,6 +15,7 @@
 pub mod bus;
 pub mod db;
 pub mod error;
+pub mod failpoint;
 pub mod http;
 pub mod input;
 pub mod ledger;

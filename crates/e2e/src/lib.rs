@@ -1,1 +1,209 @@
-//! e2e
+//! Test support for the end-to-end suites: one real stack per test binary and protocol
+//! (started on first use, stopped when the test process exits) and a small HTTP client.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::Value;
+pub use stack::{Protocol, Stack, StackConfig};
+use tokio::sync::OnceCell;
+
+/// The stack of this test binary, started on first use.
+pub async fn shared_stack(protocol: Protocol) -> &'static Stack {
+    static SAGA: OnceCell<Stack> = OnceCell::const_new();
+    static TWO_PC: OnceCell<Stack> = OnceCell::const_new();
+    let cell = match protocol {
+        Protocol::Saga => &SAGA,
+        Protocol::TwoPc => &TWO_PC,
+    };
+    cell.get_or_init(|| async move {
+        start(StackConfig::for_tests(&format!("e2e-{}", protocol.as_str())).with_protocol(protocol))
+            .await
+    })
+    .await
+}
+
+/// Starts a private stack (for tests that kill things), panicking with its logs if it fails.
+pub async fn start(config: StackConfig) -> Stack {
+    match Stack::start(config).await {
+        Ok(stack) => stack,
+        Err(e) => panic!("the test stack did not start: {e}"),
+    }
+}
+
+/// An HTTP client for the public API.
+#[derive(Clone)]
+pub struct Api {
+    http: reqwest::Client,
+    base: String,
+}
+
+/// A response: status and JSON body (`Value::Null` when the body is not JSON).
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: Value,
+}
+
+impl Reply {
+    pub fn ok(&self) -> bool {
+        self.status.is_success()
+    }
+
+    /// Asserts a 2xx and returns the body.
+    pub fn expect_ok(self) -> Value {
+        assert!(self.ok(), "expected 2xx, got {} {}", self.status, self.body);
+        self.body
+    }
+
+    /// Asserts a 4xx with the `{error, detail}` body and returns the error code.
+    pub fn expect_client_error(self) -> String {
+        assert!(
+            self.status.is_client_error(),
+            "expected 4xx, got {} {}",
+            self.status,
+            self.body
+        );
+        assert!(
+            self.body["detail"].is_string(),
+            "4xx without detail: {}",
+            self.body
+        );
+        self.body["error"]
+            .as_str()
+            .expect("4xx without an error code")
+            .to_string()
+    }
+}
+
+impl Api {
+    pub fn new(stack: &Stack) -> Self {
+        Self::at(stack.gateway_url())
+    }
+
+    pub fn at(base: String) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(256)
+            .build()
+            .expect("http client");
+        Self { http, base }
+    }
+
+    pub async fn try_post(&self, path: &str) -> reqwest::Result<Reply> {
+        Self::reply(
+            self.http
+                .post(format!("{}{path}", self.base))
+                .send()
+                .await?,
+        )
+        .await
+    }
+
+    pub async fn post(&self, path: &str) -> Reply {
+        self.try_post(path)
+            .await
+            .unwrap_or_else(|e| panic!("POST {path}: {e}"))
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        let response = self.http.get(format!("{}{path}", self.base)).send().await;
+        Self::reply(response.unwrap_or_else(|e| panic!("GET {path}: {e}")))
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+
+    async fn reply(response: reqwest::Response) -> reqwest::Result<Reply> {
+        let status = response.status();
+        let bytes = response.bytes().await?;
+        Ok(Reply {
+            status,
+            body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        })
+    }
+
+    // Shorthands for the setup every test needs.
+
+    pub async fn new_item(&self, price: i64, stock: i64) -> String {
+        let id = self
+            .post(&format!("/stock/item/create/{price}"))
+            .await
+            .expect_ok()["item_id"]
+            .as_str()
+            .expect("item_id")
+            .to_string();
+        if stock > 0 {
+            self.post(&format!("/stock/add/{id}/{stock}"))
+                .await
+                .expect_ok();
+        }
+        id
+    }
+
+    pub async fn new_user(&self, credit: i64) -> String {
+        let id = self.post("/payment/create_user").await.expect_ok()["user_id"]
+            .as_str()
+            .expect("user_id")
+            .to_string();
+        if credit > 0 {
+            self.post(&format!("/payment/add_funds/{id}/{credit}"))
+                .await
+                .expect_ok();
+        }
+        id
+    }
+
+    pub async fn new_order(&self, user: &str, items: &[(&str, i64)]) -> String {
+        let id = self
+            .post(&format!("/orders/create/{user}"))
+            .await
+            .expect_ok()["order_id"]
+            .as_str()
+            .expect("order_id")
+            .to_string();
+        for (item, quantity) in items {
+            self.post(&format!("/orders/addItem/{id}/{item}/{quantity}"))
+                .await
+                .expect_ok();
+        }
+        id
+    }
+
+    pub async fn stock_of(&self, item: &str) -> i64 {
+        self.get(&format!("/stock/find/{item}")).await.expect_ok()["stock"]
+            .as_i64()
+            .expect("stock")
+    }
+
+    pub async fn credit_of(&self, user: &str) -> i64 {
+        self.get(&format!("/payment/find_user/{user}"))
+            .await
+            .expect_ok()["credit"]
+            .as_i64()
+            .expect("credit")
+    }
+
+    pub async fn paid(&self, order: &str) -> bool {
+        self.get(&format!("/orders/find/{order}")).await.expect_ok()["paid"]
+            .as_bool()
+            .expect("paid")
+    }
+}
+
+/// Polls `check` every 50 ms until it returns true or `timeout` passes.
+pub async fn eventually<F, Fut>(timeout: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

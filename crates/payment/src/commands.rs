@@ -25,6 +25,9 @@ pub async fn handle(app: App, envelope: Envelope<PaymentCommand>) -> OrderReply 
         PaymentCommand::Cancel => (Phase::Cancel, Protocol::Saga, Vec::new()),
     };
     let outcome = db::retry(PATIENCE, || app.ledger.step(&tx, phase, protocol, &lines)).await;
+    if phase == Phase::Try {
+        common::failpoint::hit(concat!(env!("CARGO_PKG_NAME"), "_after_try"));
+    }
     let outcome = outcome.unwrap_or_else(|e| {
         tracing::error!(error = %e, %tx, "step failed for good");
         Outcome::Refused(common::Refusal::new("internal", e.to_string()))

@@ -208,6 +208,9 @@ impl Coordinator {
             };
             let outcomes = self.run_phase(&tx, phase).await?;
             let (next, refusal) = machine::next(tx.protocol, tx.state, &outcomes);
+            if phase == Phase::Try {
+                common::failpoint::hit("coordinator_before_decision");
+            }
             if refusal.is_some() {
                 tx.refusal = refusal;
             }
@@ -217,6 +220,9 @@ impl Coordinator {
                 }
             }
             self.advance(&mut tx, next).await?;
+            if next == TxState::Committing {
+                common::failpoint::hit("coordinator_after_decision");
+            }
         }
     }
 
