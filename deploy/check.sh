@@ -119,7 +119,7 @@ dockerfile_inputs() {
   # Every binary the image ships is a workspace crate, and the crates the compose file runs exist.
   for bin in order stock payment; do
     [[ -f crates/$bin/Cargo.toml ]] || { echo "crates/$bin is missing"; ok=1; }
-    grep -q "target/release/$bin" Dockerfile || { echo "Dockerfile does not ship $bin"; ok=1; }
+    grep -q -- "cargo build .*-p $bin" Dockerfile || { echo "Dockerfile does not build $bin"; ok=1; }
   done
   # Files the Dockerfile copies from the context must not be excluded by .dockerignore.
   [[ -x deploy/compose/healthcheck.sh ]] || { echo "deploy/compose/healthcheck.sh missing or not executable"; ok=1; }
@@ -133,6 +133,12 @@ dockerfile_inputs() {
   return $ok
 }
 check "Dockerfile inputs and .dockerignore" dockerfile_inputs
+if command -v cargo >/dev/null; then
+  check "Cargo.lock matches the manifests (the image builds with --locked)" \
+    cargo metadata --locked --format-version 1
+else
+  echo "  skip  Cargo.lock freshness (no cargo on PATH)"
+fi
 
 # The image's health check, run against a tiny HTTP server: 200 is healthy, 503 and a closed
 # port are not.
