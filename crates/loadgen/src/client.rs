@@ -171,15 +171,6 @@ impl Api {
     pub async fn find_user(&self, id: u32) -> Result<Option<User>> {
         self.find(&format!("/payment/find_user/{id}")).await
     }
-
-    /// True once the gateway answers anything at all over HTTP.
-    pub async fn reachable(&self) -> bool {
-        self.http
-            .get(format!("{}/orders/find/0", self.base))
-            .send()
-            .await
-            .is_ok()
-    }
 }
 
 #[cfg(test)]
