@@ -96,10 +96,11 @@ spec:
         {{- with $root.Values.extraEnv }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
+      # The HTTP server starts once Redis and Kafka are connected: allow 2 minutes for that.
       startupProbe:
         httpGet: {path: /health/live, port: http}
         periodSeconds: 2
-        failureThreshold: 30
+        failureThreshold: 60
       livenessProbe:
         httpGet: {path: /health/live, port: http}
         periodSeconds: 10
