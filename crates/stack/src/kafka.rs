@@ -77,6 +77,11 @@ transaction.state.log.num.partitions=16
 share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
+# A restarted (SIGKILLed) node waits for its previous broker session to expire before it is
+# unfenced; with the default 9 s session that is most of a restart. Loopback heartbeats are
+# cheap, so a short session brings Kafka back within seconds.
+broker.heartbeat.interval.ms=500
+broker.session.timeout.ms=3000
 ",
         broker = ports.kafka,
         controller = ports.kafka_controller,

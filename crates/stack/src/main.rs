@@ -12,6 +12,10 @@ use stack::{ComponentStatus, Stack, StackConfig};
 #[derive(Parser)]
 #[command(about = "Runs the webshop locally: Redis x3, Kafka, the services and the nginx gateway")]
 struct Cli {
+    /// State dir of the stack (default: .stack in the workspace); e.g. a test stack's
+    /// target/stack-tests/NAME-PID, to inspect it with `status`.
+    #[arg(long, global = true, env = "STACK_ROOT")]
+    root: Option<PathBuf>,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -52,11 +56,24 @@ fn main() -> ExitCode {
     }
 }
 
+/// The `make up` config, or the one the supervisor running in `--root` published.
+fn load_config(root: &Option<PathBuf>) -> Result<StackConfig> {
+    let mut cfg = StackConfig::from_env()?;
+    if let Some(root) = root {
+        match stack::handle::read_state(root) {
+            Some(state) => cfg = state.config,
+            None => cfg.root = root.clone(),
+        }
+    }
+    Ok(cfg)
+}
+
 fn run(cli: Cli) -> Result<ExitCode> {
     let rt = tokio::runtime::Runtime::new()?;
+    let root = cli.root;
     match cli.command {
         Cmd::Supervise {
-            config,
+            config: config_file,
             watch_stdin,
             detach,
         } => {
@@ -64,19 +81,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 nix::unistd::setsid().context("setsid")?;
             }
             init_tracing();
-            let cfg = match config {
+            let cfg = match config_file {
                 Some(path) => {
                     let bytes = std::fs::read(&path).with_context(|| path.display().to_string())?;
                     serde_json::from_slice(&bytes).context("parsing the stack config")?
                 }
-                None => StackConfig::from_env()?,
+                None => load_config(&root)?,
             };
             rt.block_on(stack::supervisor::run(cfg, watch_stdin))?;
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Up => rt.block_on(up()),
+        Cmd::Up => rt.block_on(up(load_config(&root)?)),
         Cmd::Down => {
-            let cfg = StackConfig::from_env()?;
+            let cfg = load_config(&root)?;
             let was_up = rt.block_on(stack::down(&cfg))?;
             println!(
                 "{}",
@@ -89,7 +106,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Clean => {
-            let cfg = StackConfig::from_env()?;
+            let cfg = load_config(&root)?;
             rt.block_on(stack::down(&cfg))?;
             if cfg.root.exists() {
                 std::fs::remove_dir_all(&cfg.root)
@@ -98,9 +115,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             println!("stack stopped, {} deleted", cfg.root.display());
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Status => rt.block_on(status()),
+        Cmd::Status => rt.block_on(status(load_config(&root)?)),
         Cmd::Install => {
-            let cfg = StackConfig::from_env()?;
+            let cfg = load_config(&root)?;
             for line in stack::install::ensure(&cfg)? {
                 println!("{line}");
             }
@@ -110,9 +127,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-async fn up() -> Result<ExitCode> {
+async fn up(mut cfg: StackConfig) -> Result<ExitCode> {
     let started = Instant::now();
-    let mut cfg = StackConfig::from_env()?;
     if stack::running_supervisor(&cfg.root).is_some() {
         let stack = Stack::attach(&cfg.root)?;
         println!(
@@ -142,15 +158,13 @@ async fn up() -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn status() -> Result<ExitCode> {
-    let cfg = StackConfig::from_env()?;
+async fn status(cfg: StackConfig) -> Result<ExitCode> {
     match Stack::attach(&cfg.root) {
         Ok(stack) => print_status(&stack.status().await),
         Err(_) => {
             // No supervisor: show the expected components as down (and any stray pid).
-            let ports = match cfg.ports {
-                stack::Ports::Fixed(p) => p,
-                stack::Ports::Auto => unreachable!("from_env fixes the ports"),
+            let stack::Ports::Fixed(ports) = cfg.ports else {
+                anyhow::bail!("no stack runs in {}", cfg.root.display());
             };
             let components = stack::component::all(&cfg, &ports);
             print_status(&stack::handle::status_of(&cfg, &components).await)

@@ -1,0 +1,53 @@
+# The developer and test contract (docs: DESIGN.md section 3). Everything runs through the
+# `stack` binary (crates/stack); knobs come from the environment: CHECKOUT_PROTOCOL=saga|2pc,
+# REPLICAS=N, GATEWAY_PORT=8000.
+
+CARGO ?= cargo
+STACK := ./target/release/stack
+
+.DEFAULT_GOAL := help
+.PHONY: help install build up down clean status test bench deploy-check fmt lint
+
+help: ## Show the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@echo "  knobs: CHECKOUT_PROTOCOL=saga|2pc REPLICAS=N GATEWAY_PORT=8000"
+
+# Only needs to exist: down/status/clean work with any build of it.
+$(STACK):
+	$(CARGO) build --release -p stack
+
+install: ## Install missing prerequisites (redis-server, nginx-light, JVM, Maven; Kafka jars)
+	$(CARGO) build --release -p stack
+	$(STACK) install
+
+build: ## Build every crate (release)
+	$(CARGO) build --release --workspace
+
+up: install build ## Start the whole stack in the background; returns once all is healthy
+	$(STACK) up
+
+down: $(STACK) ## Stop everything; data is kept
+	$(STACK) down
+
+clean: $(STACK) ## Stop everything and delete .stack (data and logs)
+	$(STACK) clean
+
+status: $(STACK) ## One line per component: name, pid, port, health
+	@$(STACK) status
+
+test: install build ## The whole test suite; the tests start their own stacks
+	$(CARGO) test --release --workspace
+
+bench: ## The benchmark (load generator against the stack)
+	$(CARGO) build --release -p loadgen
+	./target/release/loadgen bench
+
+deploy-check: ## Check the container and Kubernetes deployment files
+	bash deploy/check.sh
+
+fmt: ## Format all code
+	$(CARGO) fmt --all
+
+lint: ## Formatting check and clippy with warnings as errors
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings

@@ -1,0 +1,155 @@
+//! The runner against real processes: a stack of Redis x3, Kafka and nginx (no services, so
+//! these tests need no service binaries), shared by the tests of this binary, and a second,
+//! private stack that runs at the same time.
+
+mod resp;
+
+use std::time::{Duration, Instant};
+
+use stack::{Stack, StackConfig};
+use tokio::sync::OnceCell;
+
+/// The contract: a dead component runs again (new pid) within 2 s.
+const RESTART_BOUND: Duration = Duration::from_secs(2);
+const HEALTHY_AGAIN: Duration = Duration::from_secs(60);
+
+fn config(name: &str) -> StackConfig {
+    let mut cfg = StackConfig::for_tests(name).without_services();
+    cfg.stack_bin = Some(env!("CARGO_BIN_EXE_stack").into());
+    cfg
+}
+
+/// One stack for the whole binary: every #[tokio::test] has its own runtime, the stack lives
+/// in its own supervisor process and ends when this process exits.
+async fn shared() -> &'static Stack {
+    static STACK: OnceCell<Stack> = OnceCell::const_new();
+    STACK
+        .get_or_init(|| async {
+            Stack::start(config("stack-it"))
+                .await
+                .expect("stack starts")
+        })
+        .await
+}
+
+/// Kills `name`, asserts a new pid within [`RESTART_BOUND`] and health soon after.
+async fn kill_and_expect_restart(stack: &Stack, name: &str) {
+    let old = stack.kill(name).expect("kill");
+    let killed = Instant::now();
+    let new = loop {
+        match stack.pid(name) {
+            Some(pid) if pid != old => break pid,
+            _ if killed.elapsed() > RESTART_BOUND => {
+                panic!("{name} not restarted within {RESTART_BOUND:?}")
+            }
+            _ => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    };
+    let restarted = killed.elapsed();
+    assert!(
+        stack::procs::alive(new),
+        "{name}: new pid {new} is not alive"
+    );
+    assert!(
+        !stack::procs::alive(old),
+        "{name}: old pid {old} still alive"
+    );
+    let pid = stack
+        .wait_restarted(name, old, HEALTHY_AGAIN)
+        .await
+        .expect("healthy again");
+    assert_eq!(pid, new);
+    eprintln!(
+        "{name}: pid {old} -> {new}, restarted after {restarted:?}, healthy after {:?}",
+        killed.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn every_component_is_healthy_with_a_pid_file() {
+    let stack = shared().await;
+    let names = stack.components();
+    assert_eq!(
+        names,
+        ["order-db", "stock-db", "payment-db", "kafka", "gateway"]
+    );
+    for status in stack.status().await {
+        assert!(status.health.is_ok(), "{status:?}");
+        let pid = status
+            .pid
+            .unwrap_or_else(|| panic!("{} has no live pid", status.name));
+        assert!(stack.config().pid_file(&status.name).exists());
+        assert_eq!(stack.pid(&status.name), Some(pid));
+    }
+    assert!(stack.kill("no-such-component").is_err());
+}
+
+#[tokio::test]
+async fn gateway_answers_health_and_502_without_services() {
+    let stack = shared().await;
+    let health = resp::http_get(&stack.gateway_url(), "/health").await;
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    assert!(health.ends_with("{\"status\":\"ok\"}"), "{health}");
+    let order = resp::http_get(&stack.gateway_url(), "/orders/find/1").await;
+    assert!(order.starts_with("HTTP/1.1 502"), "{order}");
+}
+
+#[tokio::test]
+async fn killed_redis_comes_back_with_acknowledged_writes() {
+    let stack = shared().await;
+    let url = stack.redis_url("stock").expect("stock has a redis");
+    let key = format!("k-{}", uuid::Uuid::new_v4());
+    assert_eq!(resp::command(&url, &["SET", &key, "42"]).await, "+OK");
+    // Killed right after the reply: appendfsync always must have made it durable.
+    kill_and_expect_restart(stack, "stock-db").await;
+    assert_eq!(resp::command(&url, &["GET", &key]).await, "$2\r\n42");
+}
+
+#[tokio::test]
+async fn killed_kafka_is_restarted_and_serves_metadata_again() {
+    let stack = shared().await;
+    kill_and_expect_restart(stack, "kafka").await;
+    stack
+        .wait_healthy(HEALTHY_AGAIN)
+        .await
+        .expect("whole stack healthy");
+}
+
+#[tokio::test]
+async fn killed_gateway_is_restarted_without_leftover_workers() {
+    let stack = shared().await;
+    kill_and_expect_restart(stack, "gateway").await;
+    let health = resp::http_get(&stack.gateway_url(), "/health").await;
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+}
+
+/// A second stack beside the shared one: its own ports and root; `stop` ends every process
+/// and deletes its data.
+#[tokio::test]
+async fn a_second_stack_runs_beside_and_stops_cleanly() {
+    let shared = shared().await;
+    let second = Stack::start(config("stack-it-second"))
+        .await
+        .expect("second stack starts");
+    assert_ne!(second.ports(), shared.ports());
+    assert_ne!(second.config().root, shared.config().root);
+    let pids: Vec<u32> = second
+        .components()
+        .iter()
+        .filter_map(|n| second.pid(n))
+        .collect();
+    assert_eq!(pids.len(), 5);
+    let supervisor = second.supervisor_pid();
+    let data = second.config().data_dir();
+    assert!(data.exists());
+    second.stop().await.expect("stop");
+    assert!(!stack::procs::alive(supervisor), "supervisor still runs");
+    for pid in pids {
+        assert!(!stack::procs::alive(pid), "component pid {pid} still runs");
+    }
+    assert!(!data.exists(), "ephemeral data dir kept");
+    shared
+        .wait_healthy(Duration::from_secs(5))
+        .await
+        .expect("shared stack untouched");
+}
