@@ -1,16 +1,17 @@
 //! A fresh local stack for one measurement, through the `stack` crate's library API.
 //!
 //! The stack gets its own state dir (`.bench/stack`, wiped before each start and deleted
-//! after), so a benchmark never touches the data of `make up`. Knobs come from the
-//! environment as for `make up` (`REPLICAS`, `GATEWAY_PORT`, `KAFKA_PARTITIONS`), except the
-//! protocol, which the benchmark sets. Services log at `warn` unless `RUST_LOG` says otherwise:
+//! after) and its own ports (a free test slot, unless `GATEWAY_PORT` asks for the `make up`
+//! layout), so a benchmark never touches `make up`'s stack. Knobs come from the environment as
+//! for `make up` (`REPLICAS`, `KAFKA_PARTITIONS`), except the protocol, which the benchmark
+//! sets. Services log at `warn` unless `RUST_LOG` says otherwise:
 //! per-request logging would cost CPU the services share with everything else.
 
 use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
-use stack::{Protocol, Stack, StackConfig};
+use stack::{Ports, Protocol, Stack, StackConfig};
 
 pub struct FreshStack {
     stack: Stack,
@@ -50,6 +51,10 @@ impl FreshStack {
         let mut cfg = StackConfig::from_env()?.with_protocol(protocol);
         cfg.root = std::path::absolute(out.join("stack"))?;
         cfg.ephemeral = true;
+        if std::env::var_os("GATEWAY_PORT").is_none() {
+            // A free test slot: the benchmark never collides with `make up` or a test's stack.
+            cfg.ports = Ports::Auto;
+        }
         if std::env::var_os("RUST_LOG").is_none() {
             cfg.rust_log = "warn".into();
         }
