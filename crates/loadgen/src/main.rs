@@ -10,7 +10,7 @@ use loadgen::answers::Answers;
 use loadgen::bench::{self, BenchArgs};
 use loadgen::client::Api;
 use loadgen::populate::{Population, populate};
-use loadgen::report::{self, RunReport};
+use loadgen::report::{self, BenchReport, RunReport};
 use loadgen::run::{Plan, drive};
 use loadgen::stats;
 use loadgen::verify::verify;
@@ -92,6 +92,13 @@ enum Command {
     },
     /// The whole benchmark on fresh local stacks (`make bench`).
     Bench(BenchArgs),
+    /// Redraw the SVG plot from a `results.json`.
+    Plot {
+        #[arg(long, default_value = ".bench/results.json")]
+        results: PathBuf,
+        #[arg(long, default_value = ".bench/bench.svg")]
+        out: PathBuf,
+    },
 }
 
 fn main() -> Result<()> {
@@ -200,5 +207,12 @@ async fn run(command: Command, threads: usize) -> Result<()> {
             }
         }
         Command::Bench(args) => bench::bench(args, threads).await,
+        Command::Plot { results, out } => {
+            let text = std::fs::read_to_string(&results)
+                .with_context(|| format!("reading {}", results.display()))?;
+            let report: BenchReport = serde_json::from_str(&text)
+                .with_context(|| format!("parsing {}", results.display()))?;
+            loadgen::plot::write_svg(&report.runs, &out)
+        }
     }
 }

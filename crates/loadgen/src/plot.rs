@@ -102,12 +102,25 @@ fn integer_label(x: f64) -> Option<u64> {
     ((x - i).abs() < 1e-6 && i >= 0.0).then_some(i as u64)
 }
 
+/// At most two decimals, without trailing zeros: axis steps like 0.1 * 6 print as "0.6".
+fn number(y: f64) -> String {
+    let s = format!("{y:.2}");
+    s.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
 /// Writes the plot of `runs` to `path`.
 pub fn write_svg(runs: &[RunReport], path: &Path) -> Result<()> {
     let root = SVGBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
     root.fill(&WHITE)
         .map_err(|e| anyhow!("drawing the plot: {e}"))?;
-    let workloads = [Workload::Distinct, Workload::Random];
+    // A column per workload that has runs (both when there is nothing to draw).
+    let mut workloads: Vec<Workload> = [Workload::Distinct, Workload::Random]
+        .into_iter()
+        .filter(|w| runs.iter().any(|r| r.workload == *w))
+        .collect();
+    if workloads.is_empty() {
+        workloads = vec![Workload::Distinct, Workload::Random];
+    }
     let grid = root.split_evenly((3, workloads.len()));
 
     for (col, workload) in workloads.iter().enumerate() {
@@ -165,7 +178,7 @@ pub fn write_svg(runs: &[RunReport], path: &Path) -> Result<()> {
             (0.0, t_max),
             0.0..y_max,
             ("time (s)", "ms"),
-            (&time_label, &|y: &f64| format!("{y}")),
+            (&time_label, &|y: &f64| number(*y)),
             &p99,
         )?;
 
@@ -195,7 +208,7 @@ pub fn write_svg(runs: &[RunReport], path: &Path) -> Result<()> {
             (0.0, (CURVE.len() - 1) as f64),
             (y_min..y_max).log_scale(),
             ("percentile", "ms (log)"),
-            (&percentile_label, &|y: &f64| format!("{y}")),
+            (&percentile_label, &|y: &f64| number(*y)),
             &curve,
         )?;
     }
@@ -258,6 +271,14 @@ mod tests {
         ] {
             assert!(svg.contains(text), "{text} missing");
         }
+    }
+
+    #[test]
+    fn numbers_are_short() {
+        assert_eq!(number(0.6000000000000001), "0.6");
+        assert_eq!(number(250.0), "250");
+        assert_eq!(number(0.126), "0.13");
+        assert_eq!(number(0.0), "0");
     }
 
     #[test]
