@@ -46,6 +46,10 @@ pub struct BenchArgs {
     /// Stop each measured run after this many checkouts.
     #[arg(long)]
     pub max_requests: Option<u64>,
+    /// Open loop at this many checkouts per second (latency counted from the due time),
+    /// instead of a closed loop; `--concurrency` then caps the checkouts in flight.
+    #[arg(long, value_parser = crate::run::parse_rate)]
+    pub rate: Option<f64>,
     /// Seed of the random workload.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -81,6 +85,7 @@ pub async fn bench(args: BenchArgs, threads: usize) -> Result<()> {
         duration_s: args.duration,
         warmup_s: args.warmup,
         max_requests: args.max_requests,
+        rate: args.rate,
         runtime_threads: threads,
         seed: args.seed,
         population: args.population,
@@ -227,6 +232,7 @@ async fn warm_and_run(
             concurrency: args.concurrency,
             duration: Duration::from_secs(args.warmup),
             max_requests: None,
+            rate: args.rate,
         },
         origin,
         "warm-up",
@@ -241,6 +247,7 @@ async fn warm_and_run(
         concurrency: args.concurrency,
         duration: Duration::from_secs(args.duration),
         max_requests: args.max_requests,
+        rate: args.rate,
     };
     let record = drive(api, ids, plan, origin, &workload.to_string()).await;
     let s = stats::summarize(&record);

@@ -63,6 +63,9 @@ enum Command {
         /// Stop after this many checkouts even if time remains.
         #[arg(long)]
         max_requests: Option<u64>,
+        /// Open loop at this many checkouts per second instead of a closed loop.
+        #[arg(long, value_parser = loadgen::run::parse_rate)]
+        rate: Option<f64>,
         /// Orders in the population: ids are drawn from `0..orders`.
         #[arg(long, default_value_t = 100_000)]
         orders: u32,
@@ -135,6 +138,7 @@ async fn run(command: Command, threads: usize) -> Result<()> {
             concurrency,
             duration,
             max_requests,
+            rate,
             orders,
             seed,
             json,
@@ -146,6 +150,7 @@ async fn run(command: Command, threads: usize) -> Result<()> {
                 concurrency,
                 duration: Duration::from_secs(duration),
                 max_requests,
+                rate,
             };
             let record = drive(&api, &ids, plan, Instant::now(), &workload.to_string()).await;
             let report = RunReport {

@@ -44,6 +44,8 @@ pub struct BenchConfig {
     pub duration_s: u64,
     pub warmup_s: u64,
     pub max_requests: Option<u64>,
+    /// Checkouts per second of an open loop; absent for a closed loop.
+    pub rate: Option<f64>,
     pub runtime_threads: usize,
     pub seed: u64,
     pub population: Population,

@@ -1,5 +1,12 @@
-//! The closed-loop driver: `concurrency` workers, each sending one checkout at a time until the
-//! deadline, the request budget or (distinct workload) the orders run out.
+//! The driver: `concurrency` workers, each sending one checkout at a time until the deadline,
+//! the request budget or (distinct workload) the orders run out.
+//!
+//! Without a rate the loop is closed: a worker sends its next checkout as soon as the last one
+//! is answered, so the offered load adapts to the system. With `rate` it is open: checkout `n`
+//! of the run is due at `n / rate` seconds (worker `w` takes every `concurrency`-th slot), and
+//! latency counts from the due time, so a system that falls behind sees its queueing delay in
+//! the percentiles instead of hiding it (no coordinated omission). `concurrency` then caps the
+//! checkouts in flight.
 //!
 //! Each worker keeps its own sample vector and URL buffer, so the hot loop shares nothing but
 //! two relaxed counters; everything is aggregated after the run.
@@ -17,6 +24,25 @@ pub struct Plan {
     pub concurrency: usize,
     pub duration: Duration,
     pub max_requests: Option<u64>,
+    /// Checkouts per second for an open loop; `None` for a closed loop.
+    pub rate: Option<f64>,
+}
+
+/// Parses `--rate`: a positive, finite number of checkouts per second.
+pub fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(format!(
+            "{s:?} is not a positive number of checkouts per second"
+        )),
+    }
+}
+
+/// When slot `k` of worker `w` is due in an open loop: slots interleave across the workers so
+/// that the whole run is evenly spaced at `rate`.
+pub fn due_offset(worker: usize, k: u64, workers: usize, rate: f64) -> Duration {
+    let n = k * workers as u64 + worker as u64;
+    Duration::from_secs_f64(n as f64 / rate)
 }
 
 /// One checkout. Times are microseconds since the run's shared origin.
@@ -70,11 +96,25 @@ pub async fn drive(api: &Api, ids: &Ids, plan: Plan, origin: Instant, label: &st
             let api = api.clone();
             let mut picker = ids.picker(w);
             let (issued, done, exhausted) = (issued.clone(), done.clone(), exhausted.clone());
-            let max = plan.max_requests;
+            let (max, rate, workers) = (plan.max_requests, plan.rate, plan.concurrency.max(1));
             tokio::spawn(async move {
                 let mut samples = Vec::with_capacity(1024);
                 let mut url = String::with_capacity(api.base().len() + 32);
-                while Instant::now() < deadline {
+                for k in 0.. {
+                    let due = match rate {
+                        Some(rate) => {
+                            let due = started + due_offset(w, k, workers, rate);
+                            if due >= deadline {
+                                break;
+                            }
+                            tokio::time::sleep_until(due.into()).await;
+                            due
+                        }
+                        None => Instant::now(),
+                    };
+                    if due >= deadline {
+                        break;
+                    }
                     if max.is_some_and(|max| issued.fetch_add(1, Ordering::Relaxed) >= max) {
                         break;
                     }
@@ -82,14 +122,12 @@ pub async fn drive(api: &Api, ids: &Ids, plan: Plan, origin: Instant, label: &st
                         exhausted.store(true, Ordering::Relaxed);
                         break;
                     };
-                    let t = Instant::now();
                     let class = api.checkout(order, &mut url).await;
-                    let latency_us = t.elapsed().as_micros() as u64;
                     samples.push(Sample {
                         order,
                         class,
-                        start_us: micros_since(origin, t),
-                        latency_us,
+                        start_us: micros_since(origin, due),
+                        latency_us: due.elapsed().as_micros() as u64,
                     });
                     done.fetch_add(1, Ordering::Relaxed);
                 }
@@ -136,5 +174,31 @@ async fn report_progress(done: Arc<AtomicU64>, label: String) {
             (now - last) as f64 / 5.0
         );
         last = now;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_must_be_positive() {
+        assert_eq!(parse_rate("1500"), Ok(1500.0));
+        assert_eq!(parse_rate("0.5"), Ok(0.5));
+        for bad in ["0", "-3", "NaN", "inf", "x"] {
+            assert!(parse_rate(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn open_loop_slots_are_evenly_spaced_across_workers() {
+        let (workers, rate) = (4, 1000.0);
+        let mut due: Vec<Duration> = (0..workers)
+            .flat_map(|w| (0..25).map(move |k| due_offset(w, k, workers, rate)))
+            .collect();
+        due.sort();
+        for (n, d) in due.iter().enumerate() {
+            assert_eq!(d.as_micros(), n as u128 * 1000);
+        }
     }
 }
