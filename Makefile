@@ -23,7 +23,8 @@ install: ## Install missing prerequisites (redis-server, nginx-light, JVM, Maven
 build: ## Build every crate (release)
 	$(CARGO) build --release --workspace
 
-up: install build ## Start the whole stack in the background; returns once all is healthy
+up: install ## Build, start the whole stack in the background; returns once all is healthy
+	$(CARGO) build --release -p stack -p order -p stock -p payment
 	$(STACK) up
 
 down: $(STACK) ## Stop everything; data is kept
@@ -33,7 +34,7 @@ clean: $(STACK) ## Stop everything and delete .stack (data and logs)
 	$(STACK) clean
 
 status: $(STACK) ## One line per component: name, pid, port, health
-	@$(STACK) status
+	@$(STACK) status || true
 
 test: install build ## The whole test suite; the tests start their own stacks
 	$(CARGO) test --release --workspace

@@ -181,11 +181,17 @@ impl StackConfig {
         Ok(cfg)
     }
 
-    /// A private stack for one test binary: root `target/stack-tests/NAME-PID`, ports from a
-    /// free slot, one replica, saga, data deleted when the stack stops. Adjust fields as needed.
+    /// A private stack for tests: root `target/stack-tests/NAME-PID` (`-2`, `-3`.. appended on
+    /// later calls in the same process, so several stacks of one test binary never share a
+    /// root), ports from a free slot, one replica, saga, data deleted when the stack stops.
     pub fn for_tests(name: &str) -> Self {
+        static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let workspace = Self::default_workspace();
-        let dir = format!("{name}-{}", std::process::id());
+        let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = match call {
+            0 => format!("{name}-{}", std::process::id()),
+            n => format!("{name}-{}-{}", std::process::id(), n + 1),
+        };
         StackConfig {
             root: workspace.join("target/stack-tests").join(dir),
             bin_dir: workspace.join("target/release"),
@@ -300,7 +306,13 @@ mod tests {
     #[test]
     fn for_tests_is_private() {
         let c = StackConfig::for_tests("x");
-        assert!(c.root.ends_with(format!("x-{}", std::process::id())));
+        let d = StackConfig::for_tests("x");
+        let pid = std::process::id().to_string();
+        assert_ne!(c.root, d.root);
+        for root in [&c.root, &d.root] {
+            let dir = root.file_name().unwrap().to_str().unwrap();
+            assert!(dir.starts_with(&format!("x-{pid}")), "{dir}");
+        }
         assert_eq!(c.ports, Ports::Auto);
         c.validate().unwrap();
     }

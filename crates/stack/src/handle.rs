@@ -266,9 +266,11 @@ impl Stack {
                 &self.log_path("supervisor"),
             )?;
             if started.elapsed() > timeout {
+                let logs = self.state.config.logs_dir();
+                let detail = format!("{} (logs in {})", sick.join("; "), logs.display());
                 return Err(Error::Unhealthy {
                     waited: started.elapsed(),
-                    detail: sick.join("; "),
+                    detail,
                 });
             }
             tokio::time::sleep(Duration::from_millis(100)).await;

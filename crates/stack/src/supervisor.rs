@@ -145,6 +145,7 @@ async fn watchdog(
 ) {
     let pid_file = cfg.pid_file(&c.name);
     let mut backoff = BACKOFF_MIN;
+    let mut died_at: Option<Instant> = None;
     while !*stop.borrow() {
         let started = Instant::now();
         let mut child = match launcher.spawn(&c) {
@@ -160,6 +161,9 @@ async fn watchdog(
             error!("{e}");
         }
         info!("{} started, pid {pid}", c.name);
+        if let Some(died) = died_at.take() {
+            tokio::spawn(report_recovery(c.clone(), died, stop.clone()));
+        }
         let exited = tokio::select! {
             status = child.wait() => Some(status),
             _ = stop.wait_for(|stop| *stop) => None,
@@ -170,6 +174,7 @@ async fn watchdog(
                     .map(|s| s.to_string())
                     .unwrap_or_else(|e| e.to_string());
                 warn!("{} (pid {pid}) exited: {status}; restarting", c.name);
+                died_at = Some(Instant::now());
                 // Whatever it forked (nginx workers) would hold its port against the restart.
                 let _ = procs::signal_group(pid, Signal::SIGKILL);
                 if started.elapsed() < CRASH_LOOP_WINDOW {
@@ -189,6 +194,21 @@ async fn watchdog(
         }
     }
     procs::remove_pid(&pid_file);
+}
+
+/// Logs how long after its death a restarted component answered its probe again: the number
+/// that fault tests and the contract's "back within seconds" care about.
+async fn report_recovery(c: Component, died: Instant, stop: watch::Receiver<bool>) {
+    while !*stop.borrow() && died.elapsed() < c.start_timeout() {
+        if c.probe().await.is_ok() {
+            return info!(
+                "{} healthy again {:.2?} after it died",
+                c.name,
+                died.elapsed()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Sleeps `backoff` unless asked to stop; returns the next, doubled backoff.
