@@ -41,7 +41,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 30)]
     pub duration: u64,
     /// Seconds of warm-up before each run (not measured, but verified).
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 10)]
     pub warmup: u64,
     /// Stop each measured run after this many checkouts.
     #[arg(long)]
@@ -193,7 +193,7 @@ async fn measure(
     } else {
         Some(check(args, &api, [&warm, &record]).await)
     };
-    Ok(report_of(protocol, workload, &record, verdict))
+    Ok(RunReport::of(protocol, workload, &record, verdict))
 }
 
 /// The `--external` mode: one population, then each workload on the same stack.
@@ -206,7 +206,7 @@ async fn external(args: &BenchArgs, api: &Api, runs: &mut Vec<RunReport>) -> Res
         eprintln!("== external / {workload}");
         let ids = Ids::new(workload, args.population.orders, args.seed);
         let (warm, record) = warm_and_run(args, api, &ids, origin, workload).await;
-        runs.push(report_of("external", workload, &record, None));
+        runs.push(RunReport::of("external", workload, &record, None));
         all.push(warm);
         all.push(record);
     }
@@ -251,8 +251,14 @@ async fn warm_and_run(
     };
     let record = drive(api, ids, plan, origin, &workload.to_string()).await;
     let s = stats::summarize(&record);
+    let cpu = record.cpu_s.map_or_else(String::new, |cpu| {
+        format!(
+            ", generator CPU {:.2} cores",
+            cpu / record.elapsed_s().max(1e-9)
+        )
+    });
     eprintln!(
-        "  run: {} checkouts, {:.0}/s, p99 {:.1} ms, {} errors",
+        "  run: {} checkouts, {:.0}/s, p99 {:.1} ms, {} errors{cpu}",
         s.requests,
         s.throughput,
         s.p99_ms,
@@ -284,21 +290,4 @@ async fn check<'a>(
         v.read_s, v.paid_orders, v.violations
     );
     v
-}
-
-fn report_of(
-    protocol: &str,
-    workload: Workload,
-    record: &Record,
-    verdict: Option<crate::verify::Verdict>,
-) -> RunReport {
-    RunReport {
-        protocol: protocol.to_owned(),
-        workload,
-        summary: stats::summarize(record),
-        exhausted: record.exhausted,
-        series: stats::per_second(record),
-        latency_curve: stats::curve(record),
-        verdict,
-    }
 }

@@ -12,7 +12,6 @@ use loadgen::client::Api;
 use loadgen::populate::{Population, populate};
 use loadgen::report::{self, BenchReport, RunReport};
 use loadgen::run::{Plan, drive};
-use loadgen::stats;
 use loadgen::verify::verify;
 use loadgen::workload::{Ids, Workload};
 
@@ -153,15 +152,7 @@ async fn run(command: Command, threads: usize) -> Result<()> {
                 rate,
             };
             let record = drive(&api, &ids, plan, Instant::now(), &workload.to_string()).await;
-            let report = RunReport {
-                protocol: "-".into(),
-                workload,
-                summary: stats::summarize(&record),
-                exhausted: record.exhausted,
-                series: stats::per_second(&record),
-                latency_curve: stats::curve(&record),
-                verdict: None,
-            };
+            let report = RunReport::of("-", workload, &record, None);
             print!("{}", report::table(std::slice::from_ref(&report)));
             if let Some(path) = json {
                 write_json(&path, &report)?;

@@ -246,6 +246,7 @@ mod tests {
                 })
                 .collect(),
             verdict: None,
+            generator_cores: None,
         }
     }
 

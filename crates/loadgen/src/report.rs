@@ -5,7 +5,8 @@ use std::fmt::Write;
 use serde::{Deserialize, Serialize};
 
 use crate::populate::Population;
-use crate::stats::{Quantile, Second, Summary};
+use crate::run::Record;
+use crate::stats::{self, Quantile, Second, Summary};
 use crate::verify::Verdict;
 use crate::workload::Workload;
 
@@ -26,9 +27,33 @@ pub struct RunReport {
     pub latency_curve: Vec<Quantile>,
     /// Absent when verification was skipped.
     pub verdict: Option<Verdict>,
+    /// CPU the load generator itself used, in cores (1.0 = one core busy), to show it was not
+    /// the bottleneck.
+    pub generator_cores: Option<f64>,
 }
 
 impl RunReport {
+    pub fn of(
+        protocol: &str,
+        workload: Workload,
+        record: &Record,
+        verdict: Option<Verdict>,
+    ) -> Self {
+        RunReport {
+            protocol: protocol.to_owned(),
+            workload,
+            summary: stats::summarize(record),
+            exhausted: record.exhausted,
+            series: stats::per_second(record),
+            latency_curve: stats::curve(record),
+            verdict,
+            generator_cores: record
+                .cpu_s
+                .filter(|_| record.elapsed_s() > 0.0)
+                .map(|cpu| cpu / record.elapsed_s()),
+        }
+    }
+
     pub fn meets_target(&self) -> bool {
         self.summary.throughput >= TARGET_THROUGHPUT
             && self.summary.p99_ms <= TARGET_P99_MS
@@ -173,6 +198,7 @@ mod tests {
                 violations,
                 ..Verdict::default()
             }),
+            generator_cores: None,
         }
     }
 

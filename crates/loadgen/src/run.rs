@@ -69,12 +69,24 @@ pub struct Record {
     pub samples: Vec<Sample>,
     /// A distinct workload stopped because every order had been checked out.
     pub exhausted: bool,
+    /// CPU seconds this process used during the phase, where `/proc` tells.
+    pub cpu_s: Option<f64>,
 }
 
 impl Record {
     pub fn elapsed_s(&self) -> f64 {
         self.end_us.saturating_sub(self.start_us) as f64 / 1e6
     }
+}
+
+/// User plus system CPU time of this process, from `/proc/self/stat` (Linux, 100 ticks/s).
+pub fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let mut rest = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
+    let utime: u64 = rest.next()?.parse().ok()?;
+    let stime: u64 = rest.next()?.parse().ok()?;
+    Some((utime + stime) as f64 / 100.0)
 }
 
 fn micros_since(origin: Instant, t: Instant) -> u64 {
@@ -85,6 +97,7 @@ fn micros_since(origin: Instant, t: Instant) -> u64 {
 /// of the warm-up and of the run can be ordered against each other.
 pub async fn drive(api: &Api, ids: &Ids, plan: Plan, origin: Instant, label: &str) -> Record {
     ids.next_phase();
+    let cpu_before = cpu_seconds();
     let started = Instant::now();
     let deadline = started + plan.duration;
     let issued = Arc::new(AtomicU64::new(0));
@@ -156,6 +169,9 @@ pub async fn drive(api: &Api, ids: &Ids, plan: Plan, origin: Instant, label: &st
         end_us,
         samples,
         exhausted: exhausted.load(Ordering::Relaxed),
+        cpu_s: cpu_seconds()
+            .zip(cpu_before)
+            .map(|(after, before)| after - before),
     }
 }
 
@@ -180,6 +196,17 @@ async fn report_progress(done: Arc<AtomicU64>, label: String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_time_is_readable_and_grows() {
+        let before = cpu_seconds().expect("/proc/self/stat on Linux");
+        let mut x = 0u64;
+        for i in 0..50_000_000u64 {
+            x = x.wrapping_add(i * i);
+        }
+        std::hint::black_box(x);
+        assert!(cpu_seconds().unwrap() >= before);
+    }
 
     #[test]
     fn rate_must_be_positive() {

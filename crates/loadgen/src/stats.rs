@@ -188,6 +188,7 @@ mod tests {
             end_us: samples.iter().map(Sample::done_us).max().unwrap(),
             samples,
             exhausted: false,
+            cpu_s: None,
         }
     }
 
@@ -247,6 +248,7 @@ mod tests {
             end_us: start + 2_500_000,
             samples,
             exhausted: false,
+            cpu_s: None,
         };
         let series = per_second(&r);
         assert_eq!(series.len(), 2);
