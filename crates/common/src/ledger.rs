@@ -3,7 +3,11 @@
 //! Both keep counters in hashes (`item:{id}` → `stock`, `user:{id}` → `credit`) and both take
 //! part in checkout the same way: a step record per transaction (`step:{tx}`) written in the
 //! same Lua script as the effect, so a step applies exactly once whatever Kafka redelivers,
-//! and a cancel that overtakes its try forbids that try from ever running.
+//! and a cancel that overtakes its try forbids that try from ever running. Amounts taken by
+//! undecided transactions are also counted as `held`, so that a shortage they cause is told
+//! apart from a real one (see `ledger.lua`).
+
+use std::time::Duration;
 
 use redis::Script;
 use redis::aio::ConnectionManager;
@@ -55,6 +59,8 @@ impl Ledger {
     }
 
     /// Applies one phase of transaction `tx` to `lines` (account id, amount) exactly once.
+    /// [`Outcome::Busy`] means "too little now, but undecided transactions hold enough":
+    /// nothing was recorded, and the caller should ask again shortly.
     pub async fn step(
         &self,
         tx: &str,
@@ -103,6 +109,35 @@ impl Ledger {
             other => Refusal::new(other, format!("transaction {tx}: {other}")),
         };
         Ok(Outcome::Refused(refusal))
+    }
+
+    /// Like [`Ledger::step`], but while the answer is busy it asks again, for at most
+    /// `patience`; after that a shortage is a refusal. Redis errors are retried too.
+    pub async fn step_patiently(
+        &self,
+        tx: &str,
+        phase: Phase,
+        protocol: Protocol,
+        lines: &[(String, i64)],
+        patience: Duration,
+    ) -> Result<Outcome> {
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            let outcome = crate::db::retry(Duration::from_secs(3600), || {
+                self.step(tx, phase, protocol, lines)
+            })
+            .await?;
+            if outcome != Outcome::Busy || tokio::time::Instant::now() >= deadline {
+                return Ok(match outcome {
+                    Outcome::Busy => Outcome::Refused(Refusal::new(
+                        self.kind.too_little,
+                        format!("too little {} left for transaction {tx}", self.kind.field),
+                    )),
+                    other => other,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(3)).await;
+        }
     }
 
     /// Adds `delta` (which may be negative) to an account, never below zero, never overflowing.

@@ -83,7 +83,8 @@ impl<T: Serialize + DeserializeOwned> Envelope<T> {
 pub enum Phase {
     /// Saga: do the local action now. 2PC: prepare (reserve and vote).
     Try,
-    /// 2PC only: make the reservation permanent.
+    /// 2PC: make the reservation permanent. Saga: confirm the action is final, which
+    /// releases its hold (sent after the saga commits; nobody waits for the answer).
     Commit,
     /// Saga: compensate. 2PC: abort. Before `Try`, it forbids that `Try` from ever running.
     Cancel,
@@ -145,6 +146,9 @@ pub enum PaymentCommand {
 pub enum Outcome {
     Done,
     Refused(Refusal),
+    /// Too little right now, but undecided transactions hold enough: nothing was recorded,
+    /// and the coordinator asks again shortly (stock only; see the payment service).
+    Busy,
 }
 
 /// Topic `order.replies`, one partition per order replica.

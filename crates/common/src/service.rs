@@ -49,11 +49,21 @@ impl Deps {
     }
 }
 
-/// Binds `settings.http_addr`.
+/// Binds `settings.http_addr` with a deep accept queue: a gateway under a burst opens
+/// hundreds of connections at once, and a full queue drops SYNs (a 1 s retransmit each).
 pub async fn bind(settings: &Settings) -> Result<TcpListener> {
-    TcpListener::bind(settings.http_addr)
-        .await
-        .map_err(|e| Error::Config(format!("cannot listen on {}: {e}", settings.http_addr)))
+    let addr = settings.http_addr;
+    let fail = |e: std::io::Error| Error::Config(format!("cannot listen on {addr}: {e}"));
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .map_err(fail)?;
+    socket.set_reuseaddr(true).map_err(fail)?;
+    socket.set_nodelay(true).map_err(fail)?;
+    socket.bind(addr).map_err(fail)?;
+    socket.listen(4096).map_err(fail)
 }
 
 /// Serves `router` until `shutdown`, then cancels `background` and gives it a moment.

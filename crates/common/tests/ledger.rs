@@ -74,6 +74,13 @@ async fn stock(conn: &mut ConnectionManager, id: &str) -> i64 {
     conn.hget(format!("item:{id}"), "stock").await.unwrap()
 }
 
+async fn held(conn: &mut ConnectionManager, id: &str) -> i64 {
+    conn.hget::<_, _, Option<i64>>(format!("item:{id}"), "held")
+        .await
+        .unwrap()
+        .unwrap_or(0)
+}
+
 async fn item(conn: &mut ConnectionManager, id: &str, stock: i64) {
     let _: () = conn
         .hset_multiple(format!("item:{id}"), &[("stock", stock), ("price", 1)])
@@ -89,6 +96,7 @@ fn refused_with(outcome: &Outcome) -> &str {
     match outcome {
         Outcome::Refused(r) => &r.code,
         Outcome::Done => "done",
+        Outcome::Busy => "busy",
     }
 }
 
@@ -290,4 +298,65 @@ async fn adjustments_are_exact_at_the_limits() {
         Adjusted::NotFound
     );
     assert_eq!(stock(&mut conn, "a").await, 0);
+}
+
+#[tokio::test]
+async fn a_try_waits_for_an_aborting_hold_instead_of_refusing() {
+    let (_server, ledger, mut conn) = redis().await;
+    item(&mut conn, "a", 1).await;
+    let one = lines(&[("a", 1)]);
+    assert_eq!(
+        ledger
+            .step("first", Phase::Try, Protocol::Saga, &one)
+            .await
+            .unwrap(),
+        Outcome::Done
+    );
+    let waiting = {
+        let (ledger, one) = (ledger.clone(), one.clone());
+        tokio::spawn(async move {
+            ledger
+                .step_patiently(
+                    "second",
+                    Phase::Try,
+                    Protocol::Saga,
+                    &one,
+                    Duration::from_secs(10),
+                )
+                .await
+                .unwrap()
+        })
+    };
+    // The first checkout fails elsewhere and is compensated: the waiting one gets the unit.
+    ledger
+        .step("first", Phase::Cancel, Protocol::Saga, &[])
+        .await
+        .unwrap();
+    assert_eq!(waiting.await.unwrap(), Outcome::Done);
+    assert_eq!(
+        (stock(&mut conn, "a").await, held(&mut conn, "a").await),
+        (0, 1)
+    );
+    // A confirmed saga action releases its hold, and then a shortage is final at once.
+    ledger
+        .step("second", Phase::Commit, Protocol::Saga, &[])
+        .await
+        .unwrap();
+    assert_eq!(held(&mut conn, "a").await, 0);
+    let third = ledger
+        .step_patiently(
+            "third",
+            Phase::Try,
+            Protocol::Saga,
+            &one,
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    assert_eq!(refused_with(&third), "out_of_stock");
+    let undo = ledger
+        .step("second", Phase::Cancel, Protocol::Saga, &[])
+        .await
+        .unwrap();
+    assert_eq!(refused_with(&undo), "already_committed");
 }

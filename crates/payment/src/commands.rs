@@ -2,16 +2,17 @@
 
 use std::time::Duration;
 
-use common::db;
 use common::protocol::{
     Envelope, OrderReply, Outcome, Participant, PaymentCommand, Phase, Protocol,
 };
 
 use crate::App;
 
-/// A participant must eventually apply every command it received, so it keeps retrying
-/// while its Redis is away; the offset is not stored meanwhile.
-const PATIENCE: Duration = Duration::from_secs(3600);
+/// Payment never makes a checkout wait for held credit (stock does): if both participants
+/// waited for each other's holds, two checkouts of one user could each hold what the other
+/// needs until both gave up. A credit refusal that an abort would have undone is harmless: that abort
+/// can only come from stock that has truly run out, which refuses this checkout too.
+const HOLD_PATIENCE: Duration = Duration::ZERO;
 
 pub async fn handle(app: App, envelope: Envelope<PaymentCommand>) -> OrderReply {
     let tx = envelope.tx;
@@ -24,7 +25,10 @@ pub async fn handle(app: App, envelope: Envelope<PaymentCommand>) -> OrderReply 
         PaymentCommand::Commit => (Phase::Commit, Protocol::TwoPc, Vec::new()),
         PaymentCommand::Cancel => (Phase::Cancel, Protocol::Saga, Vec::new()),
     };
-    let outcome = db::retry(PATIENCE, || app.ledger.step(&tx, phase, protocol, &lines)).await;
+    let outcome = app
+        .ledger
+        .step_patiently(&tx, phase, protocol, &lines, HOLD_PATIENCE)
+        .await;
     if phase == Phase::Try {
         common::failpoint::hit(concat!(env!("CARGO_PKG_NAME"), "_after_try"));
     }

@@ -8,15 +8,16 @@ use redis::AsyncCommands;
 
 use crate::App;
 
-/// A participant must eventually apply every command it received, so it keeps retrying
-/// while its Redis is away; the offset is not stored meanwhile.
-const PATIENCE: Duration = Duration::from_secs(3600);
+/// A try that finds too little while undecided checkouts hold enough answers
+/// [`Outcome::Busy`](common::protocol::Outcome::Busy) and the coordinator asks again
+/// shortly; the command slot is free meanwhile, so the aborts that release holds are never
+/// stuck behind waiting tries.
 
 pub async fn handle(app: App, envelope: Envelope<StockCommand>) -> OrderReply {
     let tx = envelope.tx;
     let (phase, protocol, lines) = match envelope.body {
         StockCommand::Price { item_id } => {
-            let price = db::retry(PATIENCE, || {
+            let price = db::retry(Duration::from_secs(3600), || {
                 let mut redis = app.deps.redis.clone();
                 let key = app.ledger.key(&item_id);
                 async move { Ok(redis.hget::<_, _, Option<i64>>(key, "price").await?) }
@@ -31,7 +32,10 @@ pub async fn handle(app: App, envelope: Envelope<StockCommand>) -> OrderReply {
         StockCommand::Commit => (Phase::Commit, Protocol::TwoPc, Vec::new()),
         StockCommand::Cancel => (Phase::Cancel, Protocol::Saga, Vec::new()),
     };
-    let outcome = db::retry(PATIENCE, || app.ledger.step(&tx, phase, protocol, &lines)).await;
+    let outcome = db::retry(Duration::from_secs(3600), || {
+        app.ledger.step(&tx, phase, protocol, &lines)
+    })
+    .await;
     if phase == Phase::Try {
         common::failpoint::hit(concat!(env!("CARGO_PKG_NAME"), "_after_try"));
     }

@@ -76,6 +76,8 @@ pub fn next(
     let refusal = outcomes.iter().find_map(|o| match o {
         Outcome::Refused(r) => Some(r.clone()),
         Outcome::Done => None,
+        // `ask` never hands on a busy answer; were one to slip through, refusing is safe.
+        Outcome::Busy => Some(Refusal::new("busy", "a participant stayed busy")),
     });
     match (state, refusal) {
         (TxState::Trying, Some(refusal)) => (TxState::Aborting, Some(refusal)),

@@ -26,6 +26,9 @@ use tokio::time::Instant;
 use crate::store::{Begin, Claim, Store, TxRecord};
 use machine::TxState;
 
+/// How long a try may keep finding its participant busy before it counts as refused.
+const BUSY_PATIENCE: Duration = Duration::from_secs(5);
+
 /// How a checkout ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Final {
@@ -220,6 +223,9 @@ impl Coordinator {
                 }
             }
             self.advance(&mut tx, next).await?;
+            if next == TxState::Committed && tx.protocol == common::protocol::Protocol::Saga {
+                self.confirm(&tx);
+            }
             if next == TxState::Committing {
                 common::failpoint::hit("coordinator_after_decision");
             }
@@ -265,23 +271,59 @@ impl Coordinator {
         }
     }
 
+    /// Asks one participant for one phase until it answers for good: resending when it is
+    /// silent, and asking again shortly when it is busy (its shortage may yet be released).
     async fn ask(&self, tx: &TxRecord, participant: Participant, phase: Phase) -> Outcome {
-        let mut waiter = self.replies.register(step_key(&tx.id, participant, phase));
+        let started = Instant::now();
         loop {
+            let mut waiter = self.replies.register(step_key(&tx.id, participant, phase));
             if let Err(e) = self.send(tx, participant, phase).await {
                 tracing::warn!(error = %e, participant = participant.as_str(), ?phase, "command not sent");
             }
-            if let Some(OrderReply::Step { outcome, .. }) =
-                waiter.wait(self.settings.step_retry).await
-            {
-                return outcome;
+            match waiter.wait(self.settings.step_retry).await {
+                Some(OrderReply::Step {
+                    outcome: Outcome::Busy,
+                    ..
+                }) if started.elapsed() < BUSY_PATIENCE => {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Some(OrderReply::Step {
+                    outcome: Outcome::Busy,
+                    ..
+                }) => {
+                    let detail = "too little left while other checkouts hold the rest";
+                    return Outcome::Refused(Refusal::new(
+                        format!("{}_busy", participant.as_str()),
+                        detail,
+                    ));
+                }
+                Some(OrderReply::Step { outcome, .. }) => return outcome,
+                _ => tracing::debug!(
+                    participant = participant.as_str(),
+                    ?phase,
+                    "no answer yet; resending"
+                ),
             }
-            tracing::debug!(
-                participant = participant.as_str(),
-                ?phase,
-                "no answer yet; resending"
-            );
         }
+    }
+
+    /// Tells the participants of a committed saga that their actions are final, so they
+    /// release the holds that make competing tries wait. Best effort: nobody waits for it, and
+    /// a lost confirmation only makes a competing try wait out its patience.
+    fn confirm(&self, tx: &TxRecord) {
+        let (bus, replies, tx) = (self.bus.clone(), self.replies.clone(), tx.clone());
+        tokio::spawn(async move {
+            let reply_to = replies.reply_to();
+            let stock = Envelope::new(&tx.id, reply_to, StockCommand::Commit);
+            let payment = Envelope::new(&tx.id, reply_to, PaymentCommand::Commit);
+            let (a, b) = tokio::join!(
+                bus.send(&bus.topics.stock, None, &stock),
+                bus.send(&bus.topics.payment, None, &payment)
+            );
+            if let Err(e) = a.and(b) {
+                tracing::warn!(error = %e, tx = %tx.id, "saga confirmation not sent");
+            }
+        });
     }
 
     async fn send(&self, tx: &TxRecord, participant: Participant, phase: Phase) -> Result<()> {
