@@ -224,6 +224,12 @@ impl StackConfig {
         self
     }
 
+    /// Run the services too (the default of both constructors).
+    pub fn with_services(mut self) -> Self {
+        self.services = true;
+        self
+    }
+
     pub fn with_service_env(mut self, key: &str, value: &str) -> Self {
         self.service_env.push((key.into(), value.into()));
         self

@@ -2,14 +2,14 @@
 //! `make up` and for the integration tests of every crate.
 //!
 //! Parts:
-//! - [`config`]: [`StackConfig`] (root dir, replicas, protocol, [`PortLayout`]) and its
+//! - [`config`] — [`StackConfig`] (root dir, replicas, protocol, [`PortLayout`]) and its
 //!   defaults for `make up` ([`StackConfig::from_env`]) and tests ([`StackConfig::for_tests`]).
-//! - [`component`]: the components (`order-db`.., `kafka`, `order-1`.., `gateway`), their
+//! - [`component`] — the components (`order-db`.., `kafka`, `order-1`.., `gateway`), their
 //!   start stages and health probes; [`health`]: the probes themselves (raw Redis, Kafka and
 //!   HTTP requests).
-//! - [`launch`]: how each process is started; [`kafka`], [`nginx`]: their generated configs;
+//! - [`launch`] — how each process is started; [`kafka`], [`nginx`]: their generated configs;
 //!   [`install`]: Debian packages and the Kafka jars (Maven), installed when missing.
-//! - [`supervisor`]: the `stack supervise` process: starts stages in order, restarts any
+//! - [`supervisor`] — the `stack supervise` process: starts stages in order, restarts any
 //!   component that dies (the watchdog), stops everything in reverse order.
 //! - [`Stack`] ([`handle`]): launches a supervisor and talks to a running stack: URLs, pids,
 //!   `kill`, `wait_healthy`, `stop`. [`locks`] keeps stacks apart (root dir, port slot).

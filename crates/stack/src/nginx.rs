@@ -11,16 +11,13 @@ use crate::{Error, Result};
 
 pub const TEMPLATE: &str = include_str!("../../../deploy/nginx/nginx.conf.template");
 
-/// The `server` lines of one upstream. A replica that fails once is skipped for 2 s only, so a
-/// restarted replica gets traffic again soon after the watchdog brought it back.
+/// The `server` lines of one upstream. `max_fails=0`: never mark a replica down. On loopback a
+/// dead replica refuses a connection at once and nginx retries the next, so skipping it buys
+/// nothing, while marking it down (per worker, for `fail_timeout`) keeps a restarted replica
+/// out of rotation and, with the other one killed next, left no live upstream at all.
 fn servers(base: u16, replicas: u32) -> String {
     (1..=replicas)
-        .map(|i| {
-            format!(
-                "        server 127.0.0.1:{} max_fails=1 fail_timeout=2s;",
-                base as u32 + i
-            )
-        })
+        .map(|i| format!("        server 127.0.0.1:{} max_fails=0;", base as u32 + i))
         .collect::<Vec<_>>()
         .join("\n")
 }

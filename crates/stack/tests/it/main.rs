@@ -1,6 +1,6 @@
-//! The runner against real processes: a stack of Redis x3, Kafka and nginx (no services, so
-//! these tests need no service binaries), shared by the tests of this binary, and a second,
-//! private stack that runs at the same time.
+//! The runner against real processes: a stack of Redis x3, Kafka and nginx without services,
+//! shared by most tests of this binary; a second such stack beside it; and one full stack
+//! with the services (built by `Stack::start` if missing).
 
 mod resp;
 
@@ -148,8 +148,57 @@ async fn a_second_stack_runs_beside_and_stops_cleanly() {
         assert!(!stack::procs::alive(pid), "component pid {pid} still runs");
     }
     assert!(!data.exists(), "ephemeral data dir kept");
+    // Other tests kill the shared stack's components meanwhile, so "untouched" means: its
+    // supervisor still runs and everything is healthy once their restarts are done.
+    assert!(stack::procs::alive(shared.supervisor_pid()));
     shared
-        .wait_healthy(Duration::from_secs(5))
+        .wait_healthy(HEALTHY_AGAIN)
         .await
         .expect("shared stack untouched");
+}
+
+/// The whole stack with two replicas of each service: killing a replica is invisible to
+/// clients of the gateway (nginx retries the other one), and the replica comes back.
+#[tokio::test]
+async fn gateway_hides_a_killed_replica_from_clients() {
+    let stack = Stack::start(config("stack-it-full").with_replicas(2).with_services())
+        .await
+        .expect("full stack starts");
+    let gateway = stack.gateway_url();
+    let created = resp::http_post(&gateway, "/stock/item/create/7").await;
+    assert!(created.starts_with("HTTP/1.1 200"), "{created}");
+    let item = created
+        .split("\"item_id\":\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("item id")
+        .to_string();
+
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let reads = async {
+        let (mut ok, mut failed) = (0, Vec::new());
+        while !done.load(std::sync::atomic::Ordering::Relaxed) {
+            let reply = resp::http_get(&gateway, &format!("/stock/find/{item}")).await;
+            match reply.starts_with("HTTP/1.1 200") {
+                true => ok += 1,
+                false => failed.push(reply.lines().next().unwrap_or_default().to_string()),
+            }
+        }
+        (ok, failed)
+    };
+    let kills = async {
+        for replica in ["stock-1", "stock-2"] {
+            kill_and_expect_restart(&stack, replica).await;
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+    };
+    let ((ok, failed), ()) = tokio::join!(reads, kills);
+    assert!(ok > 0, "no read went through");
+    assert!(
+        failed.is_empty(),
+        "{} of {} reads failed: {failed:?}",
+        failed.len(),
+        ok + failed.len()
+    );
+    stack.stop().await.expect("stop");
 }
