@@ -1,16 +1,16 @@
 //! Code the three services share.
 //!
-//! - [`settings`]: typed configuration from the environment.
-//! - [`telemetry`]: logging.
-//! - [`error`]: the error type and its single mapping to HTTP.
-//! - [`failpoint`]: crash points that fault tests arm.
-//! - [`input`]: numbers and ids parsed at the edge into domain values.
-//! - [`protocol`]: every Kafka message, one enum per topic.
-//! - [`bus`]: the Kafka producer, the participants' command loop and the order replies.
-//! - [`db`]: Redis connections and retries.
-//! - [`ledger`]: the participants' accounts and exactly-once transaction steps (Lua).
-//! - [`http`]: health endpoints, JSON fallbacks, serving with graceful shutdown.
-//! - [`service`]: the start-up and serving life cycle of a service.
+//! - [`settings`] — typed configuration from the environment.
+//! - [`telemetry`] — logging.
+//! - [`error`] — the error type and its single mapping to HTTP.
+//! - [`failpoint`] — crash points that fault tests arm.
+//! - [`input`] — numbers and ids parsed at the edge into domain values.
+//! - [`protocol`] — every Kafka message, one enum per topic.
+//! - [`bus`] — the Kafka producer, the participants' command loop and the order replies.
+//! - [`db`] — Redis connections and retries.
+//! - [`ledger`] — the participants' accounts and exactly-once transaction steps (Lua).
+//! - [`http`] — health endpoints, JSON fallbacks, serving with graceful shutdown.
+//! - [`service`] — the start-up and serving life cycle of a service.
 
 pub mod bus;
 pub mod db;

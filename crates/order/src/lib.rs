@@ -1,9 +1,9 @@
 //! The order service: orders in its own Redis, and the coordinator of checkout.
 //!
-//! - [`routes`]: the public HTTP API under `/orders`.
-//! - [`store`]: orders and transaction records in Redis (Lua scripts in `lua/`).
-//! - [`prices`]: item prices from the stock service, over Kafka, cached.
-//! - [`checkout`]: the saga / 2PC coordinator, its state machine and its recovery.
+//! - [`routes`] — the public HTTP API under `/orders`.
+//! - [`store`] — orders and transaction records in Redis (Lua scripts in `lua/`).
+//! - [`prices`] — item prices from the stock service, over Kafka, cached.
+//! - [`checkout`] — the saga / 2PC coordinator, its state machine and its recovery.
 
 pub mod checkout;
 pub mod prices;

@@ -1,7 +1,7 @@
 //! The payment service: users with a credit balance, in its own Redis.
 //!
-//! - [`routes`]: the public HTTP API under `/payment`.
-//! - [`commands`]: the Kafka command handler — the checkout steps.
+//! - [`routes`] — the public HTTP API under `/payment`.
+//! - [`commands`] — the Kafka command handler — the checkout steps.
 
 pub mod commands;
 pub mod routes;

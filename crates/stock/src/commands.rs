@@ -8,11 +8,10 @@ use redis::AsyncCommands;
 
 use crate::App;
 
-/// A try that finds too little while undecided checkouts hold enough answers
-/// [`Outcome::Busy`](common::protocol::Outcome::Busy) and the coordinator asks again
+/// Applies one command. A try that finds too little while undecided checkouts hold enough
+/// answers [`Outcome::Busy`](common::protocol::Outcome::Busy) and the coordinator asks again
 /// shortly; the command slot is free meanwhile, so the aborts that release holds are never
 /// stuck behind waiting tries.
-
 pub async fn handle(app: App, envelope: Envelope<StockCommand>) -> OrderReply {
     let tx = envelope.tx;
     let (phase, protocol, lines) = match envelope.body {

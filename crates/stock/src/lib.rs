@@ -1,7 +1,7 @@
 //! The stock service: items with a price and a stock count, in its own Redis.
 //!
-//! - [`routes`]: the public HTTP API under `/stock`.
-//! - [`commands`]: the Kafka command handler — checkout steps and price lookups.
+//! - [`routes`] — the public HTTP API under `/stock`.
+//! - [`commands`] — the Kafka command handler — checkout steps and price lookups.
 
 pub mod commands;
 pub mod routes;
