@@ -98,15 +98,14 @@ pub async fn bench(args: BenchArgs, threads: usize) -> Result<()> {
     let mut failures = Vec::new();
     if let Some(url) = &args.external {
         let api = Api::new(url, args.concurrency, Duration::from_secs(args.timeout))?;
-        match external(&args, &api, &mut runs).await {
-            Ok(()) => {}
-            Err(e) => failures.push(format!("external: {e:#}")),
+        if let Err(e) = external(&args, &api, &mut runs).await {
+            failures.push(format!("external: {e:#}"));
         }
     } else {
         if !args.no_build {
             crate::fresh_stack::build_binaries()?;
         }
-        for protocol in &args.protocols {
+        'all: for protocol in &args.protocols {
             for &workload in &args.workloads {
                 eprintln!("== {protocol} / {workload}");
                 match on_fresh_stack(&args, protocol, workload).await {
@@ -114,6 +113,9 @@ pub async fn bench(args: BenchArgs, threads: usize) -> Result<()> {
                     Err(e) => {
                         eprintln!("  failed: {e:#}");
                         failures.push(format!("{protocol} {workload}: {e:#}"));
+                        if e.is::<Interrupted>() {
+                            break 'all;
+                        }
                     }
                 }
                 // Keep what we have on disk in case a later run is interrupted.
@@ -157,6 +159,18 @@ fn write_outputs(out: &Path, config: &BenchConfig, runs: &[RunReport]) -> Result
     crate::plot::write_svg(runs, &out.join("bench.svg"))
 }
 
+/// Ctrl-C during a measurement: stop the stack and skip the remaining runs.
+#[derive(Debug)]
+struct Interrupted;
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("interrupted")
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
 /// One measurement on its own stack; the stack is stopped whatever happens, Ctrl-C included.
 async fn on_fresh_stack(args: &BenchArgs, protocol: &str, workload: Workload) -> Result<RunReport> {
     let t = Instant::now();
@@ -168,7 +182,7 @@ async fn on_fresh_stack(args: &BenchArgs, protocol: &str, workload: Workload) ->
     );
     let outcome = tokio::select! {
         r = measure(args, stack.gateway_url(), protocol, workload) => r,
-        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+        _ = tokio::signal::ctrl_c() => Err(Interrupted.into()),
     };
     let stopped = stack.stop().await;
     let run = outcome?;
