@@ -272,6 +272,10 @@ impl StackConfig {
     pub fn kafka_classpath_file(&self) -> PathBuf {
         self.workspace.join("target/kafka.classpath")
     }
+    /// Class-data-sharing archive of the broker's JVM (see [`crate::kafka::cds_args`]).
+    pub fn kafka_cds_archive(&self) -> PathBuf {
+        self.workspace.join("target/kafka.jsa")
+    }
     pub fn kafka_pom(&self) -> PathBuf {
         self.workspace.join("tools/kafka/pom.xml")
     }

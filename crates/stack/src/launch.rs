@@ -90,6 +90,13 @@ impl Launcher {
         })
     }
 
+    /// Bookkeeping after `c`'s process exited with `status` (None: unknown).
+    pub fn exited(&self, c: &Component, status: Option<std::process::ExitStatus>) {
+        if c.kind == Kind::Kafka {
+            kafka::adopt_cds_archive(&self.cfg, status);
+        }
+    }
+
     fn command(&self, c: &Component, data: &std::path::Path) -> Command {
         match c.kind {
             Kind::Redis => {
@@ -108,6 +115,7 @@ impl Launcher {
                 let mut cmd = Command::new(&self.java);
                 cmd.arg(kafka::HEAP)
                     .args(["-XX:+UseG1GC", "-Djava.awt.headless=true"])
+                    .arg(kafka::cds_args(&self.cfg))
                     .arg(format!(
                         "-Dlog4j2.configurationFile={}",
                         self.kafka_log4j.display()

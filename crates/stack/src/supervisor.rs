@@ -170,6 +170,7 @@ async fn watchdog(
         };
         match exited {
             Some(status) => {
+                launcher.exited(&c, status.as_ref().ok().copied());
                 let status = status
                     .map(|s| s.to_string())
                     .unwrap_or_else(|e| e.to_string());
@@ -187,7 +188,8 @@ async fn watchdog(
                 if let Err(e) = procs::terminate(pid, c.stop_grace()).await {
                     error!("stopping {}: {e}", c.name);
                 }
-                let _ = child.wait().await;
+                let status = child.wait().await.ok();
+                launcher.exited(&c, status);
                 let _ = procs::signal_group(pid, Signal::SIGKILL);
                 info!("{} (pid {pid}) stopped", c.name);
             }
