@@ -60,11 +60,18 @@ pub fn busy_ports(cfg: &StackConfig, layout: &PortLayout) -> Vec<u16> {
 pub fn resolve_ports(cfg: &StackConfig) -> Result<(PortLayout, Option<Lock>)> {
     match cfg.ports {
         Ports::Fixed(layout) => {
-            let busy = busy_ports(cfg, &layout);
-            if busy.is_empty() {
-                Ok((layout, None))
-            } else {
-                Err(Error::PortsBusy(busy))
+            // A process that just died may hold its sockets a moment longer; a port that stays
+            // busy for seconds belongs to someone else.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+            loop {
+                let busy = busy_ports(cfg, &layout);
+                if busy.is_empty() {
+                    return Ok((layout, None));
+                }
+                if std::time::Instant::now() > deadline {
+                    return Err(Error::PortsBusy(busy));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
             }
         }
         Ports::Auto => {

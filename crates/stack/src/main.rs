@@ -159,17 +159,25 @@ async fn up(mut cfg: StackConfig) -> Result<ExitCode> {
 }
 
 async fn status(cfg: StackConfig) -> Result<ExitCode> {
-    match Stack::attach(&cfg.root) {
-        Ok(stack) => print_status(&stack.status().await),
-        Err(_) => {
-            // No supervisor: show the expected components as down (and any stray pid).
-            let stack::Ports::Fixed(ports) = cfg.ports else {
-                anyhow::bail!("no stack runs in {}", cfg.root.display());
-            };
-            let components = stack::component::all(&cfg, &ports);
-            print_status(&stack::handle::status_of(&cfg, &components).await)
+    // The published state names the running layout even if its supervisor died (the
+    // components may still run, unwatched); without one, show the configured layout.
+    let cfg = match stack::handle::read_state(&cfg.root) {
+        Some(state) => {
+            if stack::running_supervisor(&cfg.root).is_none() {
+                eprintln!(
+                    "warning: supervisor {} is gone: nothing restarts components; `make down`, then `make up`",
+                    state.supervisor_pid
+                );
+            }
+            state.config
         }
-    }
+        None => cfg,
+    };
+    let stack::Ports::Fixed(ports) = cfg.ports else {
+        anyhow::bail!("no stack runs in {}", cfg.root.display());
+    };
+    let components = stack::component::all(&cfg, &ports);
+    print_status(&stack::handle::status_of(&cfg, &components).await)
 }
 
 fn print_status(status: &[ComponentStatus]) -> Result<ExitCode> {

@@ -36,8 +36,14 @@ pub fn remove_pid(path: &Path) {
     let _ = std::fs::remove_file(path);
 }
 
-/// True while a process with this pid exists (zombies included).
+/// True while a process with this pid runs. A zombie does not: it only waits to be reaped.
 pub fn alive(pid: u32) -> bool {
+    exists(pid) && !is_zombie(pid)
+}
+
+/// True until the pid is reaped. Stricter than [`alive`]: a killed multi-threaded process (a
+/// JVM) shows as a zombie leader while its other threads still hold its sockets.
+pub fn exists(pid: u32) -> bool {
     valid(pid) && !matches!(kill(to_pid(pid), None), Err(Errno::ESRCH))
 }
 
@@ -78,7 +84,7 @@ pub fn owned_by(pid: u32, root: &Path) -> bool {
 /// Polls until `pid` is gone or `timeout` passes; true if it is gone.
 pub async fn wait_gone(pid: u32, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
-    while alive(pid) && !is_zombie(pid) {
+    while alive(pid) {
         if Instant::now() >= deadline {
             return false;
         }
@@ -87,7 +93,6 @@ pub async fn wait_gone(pid: u32, timeout: Duration) -> bool {
     true
 }
 
-/// A zombie is dead for our purposes: it waits only for its parent to reap it.
 fn is_zombie(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()

@@ -263,18 +263,26 @@ fn write_state(cfg: &StackConfig, state: &State) -> Result<()> {
 }
 
 /// Kills components a previous supervisor of this root left behind (it was SIGKILLed, say),
-/// so their ports and data dirs are free again. Only processes running inside this root.
+/// and waits until they are gone, so their ports and data dirs are free again. Only
+/// processes running inside this root are touched.
 pub fn kill_leftovers(cfg: &StackConfig) {
     let Ok(entries) = std::fs::read_dir(cfg.pids_dir()) else {
         return;
     };
+    let mut killed = Vec::new();
     for entry in entries.flatten() {
         let path = entry.path();
         if let Some(pid) = procs::read_pid(&path).filter(|pid| procs::owned_by(*pid, &cfg.root)) {
             warn!("killing leftover {} (pid {pid})", path.display());
             let _ = procs::signal_group(pid, Signal::SIGKILL);
             let _ = procs::signal(pid, Signal::SIGKILL);
+            killed.push(pid);
         }
         procs::remove_pid(&path);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    // Their parent is gone, so init reaps them; only then are their ports surely free.
+    while killed.iter().any(|pid| procs::exists(*pid)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
