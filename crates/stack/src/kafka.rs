@@ -130,9 +130,10 @@ broker.session.timeout.ms=3000
     )
 }
 
-/// log4j2 config: everything to stdout, which the supervisor appends to `logs/kafka.log`.
+/// log4j2 config: everything to stdout, which the supervisor appends to `logs/kafka.log`. No
+/// log4j shutdown hook: Kafka logs its own shutdown, and a hook racing it printed warnings.
 pub const LOG4J2_XML: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
-<Configuration status="WARN">
+<Configuration status="WARN" shutdownHook="disable">
   <Appenders>
     <Console name="stdout" target="SYSTEM_OUT">
       <PatternLayout pattern="[%d] %p %m (%c)%n"/>
@@ -183,9 +184,15 @@ pub fn prepare(
 }
 
 /// A Kafka cluster id: 16 random bytes in unpadded URL-safe base64, as `kafka-storage
-/// random-uuid` prints.
+/// random-uuid` prints. Like Kafka's own `Uuid.randomUuid`, never one that starts with '-':
+/// the storage tool would read it as an option.
 pub fn cluster_id() -> String {
-    base64url(uuid::Uuid::new_v4().as_bytes())
+    loop {
+        let id = base64url(uuid::Uuid::new_v4().as_bytes());
+        if !id.starts_with('-') {
+            return id;
+        }
+    }
 }
 
 fn base64url(bytes: &[u8]) -> String {
@@ -214,7 +221,11 @@ mod tests {
         assert_eq!(base64url(b"foo"), "Zm9v");
         assert_eq!(base64url(b"foob"), "Zm9vYg");
         assert_eq!(base64url(&[0xfb, 0xff]), "-_8");
-        assert_eq!(cluster_id().len(), 22);
+        for _ in 0..1000 {
+            let id = cluster_id();
+            assert_eq!(id.len(), 22);
+            assert!(!id.starts_with('-'), "{id}");
+        }
     }
 
     #[test]
