@@ -14,18 +14,43 @@
 //! - [`Stack`] ([`handle`]): launches a supervisor and talks to a running stack: URLs, pids,
 //!   `kill`, `wait_healthy`, `stop`. [`locks`] keeps stacks apart (root dir, port slot).
 //!
-//! Layout of a root (`.stack/` for `make up`): `pids/NAME.pid`, `logs/NAME.log` (appended),
-//! `data/NAME/` (each process's working dir), `stack.json` (the running supervisor's pid and
-//! resolved config), `supervisor.lock`.
+//! Layout of a root (`.stack/` for `make up`, `target/stack-tests/NAME-PID/` for tests):
+//! `pids/NAME.pid`, `logs/NAME.log` (appended; `logs/supervisor.log` tells what the watchdog
+//! did), `data/NAME/` (each process's working dir: Redis AOF, Kafka log dirs, nginx.conf),
+//! `stack.json` (the running supervisor's pid and resolved config), `supervisor.lock`.
+//!
+//! Ports of `make up`: gateway `GATEWAY_PORT` (8000), Redis 6380/6381/6382 (order, stock,
+//! payment), Kafka 9092 (controller 9093), replica `i` of order/stock/payment on 8100+i,
+//! 8200+i, 8300+i. Test stacks ([`Ports::Auto`]) take a free block of 100 ports from 20000
+//! on ([`PortLayout::slot`]), locked for the supervisor's lifetime, so any number of stacks
+//! (tests, benchmarks, `make up`) run side by side.
+//!
+//! Tests share one stack per test binary through a static. The stack lives in its own
+//! supervisor process, not in a test's runtime, and stops when the test process exits:
 //!
 //! ```no_run
-//! # async fn demo() -> stack::Result<()> {
+//! use std::time::Duration;
 //! use stack::{Stack, StackConfig};
-//! let stack = Stack::start(StackConfig::for_tests("my-tests")).await?;
-//! let url = format!("{}/stock/item/create/5", stack.gateway_url());
-//! let old = stack.kill("stock-db")?;
-//! stack.wait_restarted("stock-db", old, std::time::Duration::from_secs(10)).await?;
-//! # let _ = url; Ok(()) }
+//! use tokio::sync::OnceCell;
+//!
+//! async fn stack() -> &'static Stack {
+//!     static STACK: OnceCell<Stack> = OnceCell::const_new();
+//!     STACK
+//!         .get_or_init(|| async {
+//!             let config = StackConfig::for_tests("my-suite").with_replicas(2);
+//!             Stack::start(config).await.expect("stack starts")
+//!         })
+//!         .await
+//! }
+//!
+//! # async fn a_test() -> stack::Result<()> {
+//! let stack = stack().await;
+//! let create = format!("{}/stock/item/create/5", stack.gateway_url());
+//! let stock_redis = stack.redis_url("stock"); // read a service's own Redis directly
+//! let old = stack.kill("stock-db")?; // SIGKILL; the watchdog restarts it
+//! let new = stack.wait_restarted("stock-db", old, Duration::from_secs(10)).await?;
+//! stack.wait_healthy(Duration::from_secs(60)).await?;
+//! # let _ = (create, stock_redis, new); Ok(()) }
 //! ```
 
 pub mod binaries;
