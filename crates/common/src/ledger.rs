@@ -88,8 +88,10 @@ impl Ledger {
         }
         let (outcome, code, key): (String, String, String) =
             invocation.invoke_async(&mut self.redis.clone()).await?;
-        if outcome == "done" {
-            return Ok(Outcome::Done);
+        match outcome.as_str() {
+            "done" => return Ok(Outcome::Done),
+            "busy" => return Ok(Outcome::Busy),
+            _ => {}
         }
         let id = key.split_once(':').map(|(_, id)| id).unwrap_or(&key);
         let noun = self.kind.noun;

@@ -210,12 +210,23 @@ async fn two_pc_reservation_is_held_until_the_decision() {
             .unwrap(),
         Outcome::Done
     );
-    // Reserved: no longer available to others.
+    // Reserved: no longer available to others, who are told to wait (busy) while the
+    // reservation could still come back, and are refused when it cannot.
     let other = ledger
         .step("other", Phase::Try, Protocol::TwoPc, &lines(&[("a", 5)]))
         .await
         .unwrap();
-    assert_eq!(refused_with(&other), "out_of_stock");
+    assert_eq!(other, Outcome::Busy);
+    let hopeless = ledger
+        .step(
+            "hopeless",
+            Phase::Try,
+            Protocol::TwoPc,
+            &lines(&[("a", 11)]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(refused_with(&hopeless), "out_of_stock");
     assert_eq!(stock(&mut conn, "a").await, 4);
     // Commit is idempotent, and an abort after commit is refused and changes nothing.
     for _ in 0..2 {
@@ -227,6 +238,16 @@ async fn two_pc_reservation_is_held_until_the_decision() {
             Outcome::Done
         );
     }
+    assert_eq!(held(&mut conn, "a").await, 0);
+    let after = ledger
+        .step("other", Phase::Try, Protocol::TwoPc, &lines(&[("a", 5)]))
+        .await
+        .unwrap();
+    assert_eq!(
+        refused_with(&after),
+        "out_of_stock",
+        "with nothing held, a shortage is final"
+    );
     let abort = ledger
         .step("c", Phase::Cancel, Protocol::TwoPc, &[])
         .await

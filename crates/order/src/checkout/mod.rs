@@ -27,7 +27,7 @@ use crate::store::{Begin, Claim, Store, TxRecord};
 use machine::TxState;
 
 /// How long a try may keep finding its participant busy before it counts as refused.
-const BUSY_PATIENCE: Duration = Duration::from_secs(5);
+const BUSY_PATIENCE: Duration = Duration::from_secs(15);
 
 /// How a checkout ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -275,6 +275,7 @@ impl Coordinator {
     /// silent, and asking again shortly when it is busy (its shortage may yet be released).
     async fn ask(&self, tx: &TxRecord, participant: Participant, phase: Phase) -> Outcome {
         let started = Instant::now();
+        let mut backoff = Duration::from_millis(2);
         loop {
             let mut waiter = self.replies.register(step_key(&tx.id, participant, phase));
             if let Err(e) = self.send(tx, participant, phase).await {
@@ -285,7 +286,9 @@ impl Coordinator {
                     outcome: Outcome::Busy,
                     ..
                 }) if started.elapsed() < BUSY_PATIENCE => {
-                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    // Back off: hundreds of checkouts may wait for the same last units.
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(100));
                 }
                 Some(OrderReply::Step {
                     outcome: Outcome::Busy,
