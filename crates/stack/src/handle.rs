@@ -122,9 +122,11 @@ impl Stack {
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
         let stack = Stack::from_state(state, supervisor);
-        stack
-            .wait_healthy(START_TIMEOUT.saturating_sub(started.elapsed()))
-            .await?;
+        let remaining = START_TIMEOUT.saturating_sub(started.elapsed());
+        tokio::select! {
+            healthy = stack.wait_healthy(remaining) => healthy?,
+            crash_loop = stack.crash_loop() => return Err(crash_loop),
+        }
         Ok(stack)
     }
 
@@ -248,15 +250,16 @@ impl Stack {
         status_of(&self.state.config, &self.components).await
     }
 
-    /// Waits until every component is healthy; fails early if our supervisor died.
+    /// Waits until every component is healthy; fails early if our supervisor died. The error
+    /// names the sick components with the end of their logs, so a CI failure explains itself.
     pub async fn wait_healthy(&self, timeout: Duration) -> Result<()> {
         let started = Instant::now();
         loop {
-            let sick: Vec<String> = self
+            let sick: Vec<(String, String)> = self
                 .status()
                 .await
                 .into_iter()
-                .filter_map(|s| s.health.err().map(|why| format!("{}: {why}", s.name)))
+                .filter_map(|s| s.health.err().map(|why| (s.name, why)))
                 .collect();
             if sick.is_empty() {
                 return Ok(());
@@ -266,12 +269,43 @@ impl Stack {
                 &self.log_path("supervisor"),
             )?;
             if started.elapsed() > timeout {
-                let logs = self.state.config.logs_dir();
-                let detail = format!("{} (logs in {})", sick.join("; "), logs.display());
+                let detail = sick
+                    .iter()
+                    .map(|(name, why)| {
+                        let log = self.log_path(name);
+                        format!(
+                            "{name}: {why}; end of {}:\n{}",
+                            log.display(),
+                            tail(&log, 8)
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n");
                 return Err(Error::Unhealthy {
                     waited: started.elapsed(),
                     detail,
                 });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Resolves once the supervisor reports a component that crash-loops while starting.
+    async fn crash_loop(&self) -> Error {
+        let path = self
+            .state
+            .config
+            .root
+            .join(crate::supervisor::CRASH_LOOP_FILE);
+        loop {
+            if let Ok(report) = std::fs::read_to_string(&path) {
+                let name = report.split(':').next().unwrap_or_default().to_string();
+                let log = self.log_path(&name);
+                return Error::CrashLoop {
+                    tail: tail(&log, 20),
+                    report: report.trim().to_string(),
+                    log,
+                };
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

@@ -108,6 +108,12 @@ pub enum Error {
     UnknownComponent(String),
     #[error("not healthy after {waited:.1?}: {detail}")]
     Unhealthy { waited: Duration, detail: String },
+    #[error("crash loop while starting: {report}; last lines of {log}:\n{tail}")]
+    CrashLoop {
+        report: String,
+        log: PathBuf,
+        tail: String,
+    },
     #[error("the supervisor exited ({status}); last lines of {log}:\n{tail}")]
     SupervisorExited {
         status: String,

@@ -8,6 +8,7 @@
 
 use std::io::Read;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
@@ -44,6 +45,19 @@ const CRASH_LOOP_WINDOW: Duration = Duration::from_secs(5);
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 /// Stays below the contract's 2 s restart bound.
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// Quick crashes in a row, while the stack starts, after which the launcher gives up at once
+/// instead of waiting out its start timeout (a service that cannot start, say).
+const CRASH_LOOP_COUNT: u32 = 5;
+/// Written while starting when a component crash-loops: `NAME: last exit status` lines.
+pub const CRASH_LOOP_FILE: &str = "crash-loop";
+
+/// What every watchdog shares.
+struct Ctx {
+    cfg: StackConfig,
+    launcher: Launcher,
+    /// True until every stage was started: crash loops are reported only then.
+    starting: AtomicBool,
+}
 
 /// Runs the stack until asked to stop. `watch_stdin`: also stop when stdin reaches EOF.
 pub async fn run(cfg: StackConfig, watch_stdin: bool) -> Result<()> {
@@ -56,7 +70,12 @@ pub async fn run(cfg: StackConfig, watch_stdin: bool) -> Result<()> {
     };
     kill_leftovers(&cfg);
     let (ports, _slot_lock) = locks::resolve_ports(&cfg)?;
-    let launcher = Arc::new(Launcher::prepare(&cfg, &ports)?);
+    let _ = std::fs::remove_file(cfg.root.join(CRASH_LOOP_FILE));
+    let ctx = Arc::new(Ctx {
+        launcher: Launcher::prepare(&cfg, &ports)?,
+        cfg: cfg.clone(),
+        starting: AtomicBool::new(true),
+    });
     let state = State {
         supervisor_pid: std::process::id(),
         config: StackConfig {
@@ -78,12 +97,7 @@ pub async fn run(cfg: StackConfig, watch_stdin: bool) -> Result<()> {
         let (stage_tx, stage_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
         for c in &stage {
-            tasks.spawn(watchdog(
-                cfg.clone(),
-                c.clone(),
-                launcher.clone(),
-                stage_rx.clone(),
-            ));
+            tasks.spawn(watchdog(ctx.clone(), c.clone(), stage_rx.clone()));
         }
         running.push((stage.clone(), stage_tx, tasks));
         tokio::select! {
@@ -91,6 +105,7 @@ pub async fn run(cfg: StackConfig, watch_stdin: bool) -> Result<()> {
             _ = stop_rx.wait_for(|stop| *stop) => {}
         }
     }
+    ctx.starting.store(false, Ordering::Relaxed);
     if !*stop_rx.borrow() {
         info!("all components started");
     }
@@ -137,14 +152,11 @@ async fn wait_stage(stage: &[Component]) {
 }
 
 /// Keeps one component running until `stop` turns true, then stops it gracefully.
-async fn watchdog(
-    cfg: StackConfig,
-    c: Component,
-    launcher: Arc<Launcher>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let pid_file = cfg.pid_file(&c.name);
+async fn watchdog(ctx: Arc<Ctx>, c: Component, mut stop: watch::Receiver<bool>) {
+    let launcher = &ctx.launcher;
+    let pid_file = ctx.cfg.pid_file(&c.name);
     let mut backoff = BACKOFF_MIN;
+    let mut quick_crashes = 0;
     let mut died_at: Option<Instant> = None;
     while !*stop.borrow() {
         let started = Instant::now();
@@ -179,8 +191,13 @@ async fn watchdog(
                 // Whatever it forked (nginx workers) would hold its port against the restart.
                 let _ = procs::signal_group(pid, Signal::SIGKILL);
                 if started.elapsed() < CRASH_LOOP_WINDOW {
+                    quick_crashes += 1;
+                    if quick_crashes == CRASH_LOOP_COUNT && ctx.starting.load(Ordering::Relaxed) {
+                        report_crash_loop(&ctx.cfg, &c, &status);
+                    }
                     backoff = pause(&mut stop, backoff).await;
                 } else {
+                    quick_crashes = 0;
                     backoff = BACKOFF_MIN;
                 }
             }
@@ -210,6 +227,23 @@ async fn report_recovery(c: Component, died: Instant, stop: watch::Receiver<bool
             );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn report_crash_loop(cfg: &StackConfig, c: &Component, status: &str) {
+    error!(
+        "{} crash-loops while the stack starts (last: {status})",
+        c.name
+    );
+    let path = cfg.root.join(CRASH_LOOP_FILE);
+    let line = format!("{}: {status}\n", c.name);
+    let appended = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()));
+    if let Err(e) = appended {
+        error!("{}: {e}", path.display());
     }
 }
 

@@ -202,3 +202,27 @@ async fn gateway_hides_a_killed_replica_from_clients() {
     );
     stack.stop().await.expect("stop");
 }
+
+/// A service that cannot start fails `Stack::start` fast, with the reason, instead of after
+/// the whole start timeout.
+#[tokio::test]
+async fn a_crash_looping_service_fails_the_start_fast() {
+    let started = Instant::now();
+    let broken = config("stack-it-broken")
+        .with_services()
+        .with_service_env("HTTP_ADDR", "not-an-address");
+    match Stack::start(broken).await {
+        Err(stack::Error::CrashLoop { report, log, .. }) => {
+            assert!(report.contains("-1: exit status: 1"), "{report}");
+            let log = std::fs::read_to_string(&log).expect("the replica's log");
+            assert!(log.contains("HTTP_ADDR"), "log without the reason: {log}");
+        }
+        Err(other) => panic!("expected a crash loop, got {other}"),
+        Ok(_) => panic!("a stack with a bogus HTTP_ADDR started"),
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "took {:?}",
+        started.elapsed()
+    );
+}
