@@ -144,6 +144,15 @@ pub const LOG4J2_XML: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
     <Logger name="org.apache.kafka.common.utils.AppInfoParser" level="WARN"/>
     <Logger name="kafka.server.metadata" level="WARN"/>
     <Logger name="org.apache.kafka.storage" level="WARN"/>
+    <!-- One line per partition and state change (thousands per restart) drowns the rest. -->
+    <Logger name="state.change.logger" level="WARN"/>
+    <Logger name="org.apache.kafka.controller.ReplicationControlManager" level="WARN"/>
+    <Logger name="org.apache.kafka.controller.PartitionChangeBuilder" level="WARN"/>
+    <Logger name="org.apache.kafka.coordinator.common.runtime.CoordinatorRuntime" level="WARN"/>
+    <Logger name="kafka.cluster.Partition" level="WARN"/>
+    <Logger name="kafka.log.LogManager" level="WARN"/>
+    <Logger name="org.apache.kafka.server.purgatory" level="WARN"/>
+    <Logger name="kafka.server.ClientQuotaManager$ThrottledChannelReaper" level="WARN"/>
     <Root level="INFO"><AppenderRef ref="stdout"/></Root>
   </Loggers>
 </Configuration>
