@@ -84,7 +84,8 @@ impl Bus {
             .set("bootstrap.servers", &self.settings.kafka_brokers)
             .set("client.id", &self.settings.replica_id)
             .set("socket.nagle.disable", "true")
-            .set("fetch.wait.max.ms", "100")
+            .set("fetch.wait.max.ms", self.settings.fetch_wait_ms.to_string())
+            .set("fetch.min.bytes", self.settings.fetch_min_bytes.to_string())
             .set("fetch.error.backoff.ms", "50");
         config
     }

@@ -60,7 +60,6 @@ impl Replies {
             .consumer_config()
             .set("group.id", format!("{}-replies", settings.replica_id))
             .set("enable.auto.commit", "false")
-            .set("fetch.wait.max.ms", "10")
             .create()?;
         let mut assignment = TopicPartitionList::new();
         assignment.add_partition_offset(&bus.topics.replies, partition, Offset::End)?;
