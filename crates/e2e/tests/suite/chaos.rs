@@ -140,26 +140,7 @@ async fn checkouts_survive_every_kind_of_crash() {
         .await
         .expect("healthy after the killing");
 
-    let log = log.lock().unwrap();
-    let mut total_errors = 0;
-    for victim in victims {
-        let errors = log.errors.get(victim).copied().unwrap_or(0);
-        total_errors += errors;
-        println!(
-            "{}: killed {victim}: {errors} client-visible errors, checkouts answered again after {:?}",
-            PROTOCOL.as_str(),
-            log.back_after.get(victim)
-        );
-    }
-    println!(
-        "{}: {total_errors} client-visible errors in all",
-        PROTOCOL.as_str()
-    );
-    let service_errors: usize = ["order-1", "stock-1", "payment-2"]
-        .iter()
-        .map(|v| log.errors.get(*v).copied().unwrap_or(0))
-        .sum();
-    drop(log);
+    let service_errors = report(&log.lock().unwrap(), &victims);
 
     // Quiet: every transaction reaches its end by itself; then the books must balance.
     let paid_of = |answers: &[(String, bool)]| {
@@ -185,6 +166,30 @@ async fn checkouts_survive_every_kind_of_crash() {
         service_errors, 0,
         "killing a service replica must be invisible with two replicas"
     );
+}
+
+/// Prints what the clients saw per component killed; returns the errors seen while a
+/// service replica was down.
+fn report(log: &Log, victims: &[&str]) -> usize {
+    let mut total_errors = 0;
+    for victim in victims.iter().copied() {
+        let errors = log.errors.get(victim).copied().unwrap_or(0);
+        total_errors += errors;
+        println!(
+            "{}: killed {victim}: {errors} client-visible errors, checkouts answered again after {:?}",
+            PROTOCOL.as_str(),
+            log.back_after.get(victim)
+        );
+    }
+    println!(
+        "{}: {total_errors} client-visible errors in all",
+        PROTOCOL.as_str()
+    );
+    let service_errors: usize = ["order-1", "stock-1", "payment-2"]
+        .iter()
+        .map(|v| log.errors.get(*v).copied().unwrap_or(0))
+        .sum();
+    service_errors
 }
 
 /// Checks out until a definite answer (2xx or 4xx), counting what the client had to retry.
