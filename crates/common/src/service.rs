@@ -77,31 +77,60 @@ pub async fn run(listener: TcpListener, router: Router, shutdown: CancellationTo
     Ok(())
 }
 
+/// Shared state of a participant's handlers (stock, payment): connections and accounts.
+#[derive(Clone)]
+pub struct Participant {
+    pub deps: Deps,
+    pub ledger: crate::ledger::Ledger,
+}
+
 /// Runs a participant service: its Kafka command loop on `topic` (consumer group `group`)
-/// beside its HTTP API, both until `shutdown`.
-pub async fn run_participant<C, H, F>(
-    deps: &Deps,
+/// beside its HTTP API (`router`), both until `shutdown`.
+#[allow(clippy::too_many_arguments)]
+pub async fn run_participant<C, F>(
+    deps: Deps,
+    accounts: crate::ledger::AccountKind,
     topic: String,
     group: &'static str,
-    handle: H,
+    handle: fn(Participant, crate::protocol::Envelope<C>) -> F,
+    router: fn(Participant) -> Router,
     listener: TcpListener,
-    router: Router,
     shutdown: CancellationToken,
 ) -> Result<()>
 where
     C: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
-    H: Fn(crate::protocol::Envelope<C>) -> F + Send + Sync + 'static,
     F: Future<Output = crate::protocol::OrderReply> + Send + 'static,
 {
+    let app = Participant {
+        ledger: crate::ledger::Ledger::new(deps.redis.clone(), accounts),
+        deps,
+    };
+    let for_commands = app.clone();
+    let on_command = move |envelope| handle(for_commands.clone(), envelope);
     let commands = tokio::spawn(crate::bus::commands::run(
-        deps.bus.clone(),
+        app.deps.bus.clone(),
         topic,
         group,
-        handle,
+        on_command,
         shutdown.clone(),
     ));
-    run(listener, router, shutdown).await?;
+    run(listener, router(app), shutdown).await?;
     commands
         .await
         .map_err(|e| Error::Internal(format!("command loop: {e}")))?
+}
+
+/// The whole `main` of a service: telemetry, settings, bind, connect, then `app` until
+/// SIGTERM or Ctrl-C. Binding comes first so that a port clash fails at once.
+pub async fn launch<F, Fut>(app: F) -> Result<()>
+where
+    F: FnOnce(Deps, TcpListener, CancellationToken) -> Fut,
+    Fut: Future<Output = Result<()>>,
+{
+    crate::telemetry::init();
+    let settings = Settings::from_env()?;
+    let shutdown = crate::http::shutdown_on_signal();
+    let listener = bind(&settings).await?;
+    let deps = Deps::connect(settings).await?;
+    app(deps, listener, shutdown).await
 }

@@ -7,7 +7,7 @@ pub mod commands;
 pub mod routes;
 
 use common::Result;
-use common::ledger::{AccountKind, Ledger};
+use common::ledger::AccountKind;
 use common::service::{self, Deps};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -19,29 +19,14 @@ pub const ITEMS: AccountKind = AccountKind {
 };
 
 /// Shared state of the handlers.
-#[derive(Clone)]
-pub struct App {
-    pub deps: Deps,
-    pub ledger: Ledger,
-}
+pub type App = service::Participant;
 
-/// Connects, starts the command loop, and serves HTTP on `listener` until `shutdown`.
+/// Starts the command loop and serves HTTP on `listener` until `shutdown`.
 pub async fn run(deps: Deps, listener: TcpListener, shutdown: CancellationToken) -> Result<()> {
-    let app = App {
-        ledger: Ledger::new(deps.redis.clone(), ITEMS),
-        deps: deps.clone(),
-    };
-    let handler_app = app.clone();
-    let handle = move |envelope| commands::handle(handler_app.clone(), envelope);
     let topic = deps.bus.topics.stock.clone();
+    let (handle, router) = (commands::handle, routes::router);
     service::run_participant(
-        &deps,
-        topic,
-        "stock",
-        handle,
-        listener,
-        routes::router(app),
-        shutdown,
+        deps, ITEMS, topic, "stock", handle, router, listener, shutdown,
     )
     .await
 }
