@@ -66,7 +66,8 @@ pub async fn bind(settings: &Settings) -> Result<TcpListener> {
     socket.listen(4096).map_err(fail)
 }
 
-/// Serves `router` until `shutdown`, then cancels `background` and gives it a moment.
+/// Serves `router` until `shutdown`; if the server stops on its own, cancels `shutdown` so
+/// the background tasks stop too.
 pub async fn run(listener: TcpListener, router: Router, shutdown: CancellationToken) -> Result<()> {
     let addr = listener.local_addr().ok();
     tracing::info!(?addr, "serving");
