@@ -83,8 +83,8 @@ impl<T: Serialize + DeserializeOwned> Envelope<T> {
 pub enum Phase {
     /// Saga: do the local action now. 2PC: prepare (reserve and vote).
     Try,
-    /// 2PC: make the reservation permanent. Saga: confirm the action is final, which
-    /// releases its hold (sent after the saga commits; nobody waits for the answer).
+    /// 2PC: make the reservation permanent. Saga: confirm that the action will not be
+    /// compensated, which releases its hold.
     Commit,
     /// Saga: compensate. 2PC: abort. Before `Try`, it forbids that `Try` from ever running.
     Cancel,

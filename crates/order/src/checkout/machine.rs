@@ -1,16 +1,21 @@
 //! The checkout protocols as one state machine, pure and small enough to read at once.
 //!
 //! ```text
-//!            all done: saga ──────────────────────────────► Committed
-//! Trying ──┤ all done: 2PC ──► Committing ──(commit all)──► Committed
+//!            all done ──────► Committing ──(commit all)──► Committed
+//! Trying ──┤
 //!            any refusal ───► Aborting ────(cancel all)───► Aborted
 //! ```
 //!
-//! The two protocols share every state; they differ in two places only, and both are here:
-//! a saga's actions are final, so all-done commits at once, while 2PC logs the decision
-//! (`Committing`) and then tells the participants; and a coordinator that recovers a
-//! transaction still in `Trying` retries a saga (its steps are idempotent) but aborts a 2PC
-//! transaction (no decision was logged, so the answer is presumed abort).
+//! `Committing` is the logged outcome: the order is paid from that write on, and the client
+//! is answered. The protocols share every state and differ where the protocols differ:
+//!
+//! - at the participants: a saga's `Try` is the local action itself (taken at once, undone
+//!   only by a compensating `Cancel`), while a 2PC `Try` is a prepare whose reservation waits
+//!   for the decision. `Commit` makes a 2PC reservation permanent; for a saga it only confirms
+//!   that the action will not be compensated (which releases its hold, see `ledger.lua`);
+//! - in recovery: a coordinator that takes over a transaction still in `Trying` retries a
+//!   saga (its steps are idempotent) but aborts a 2PC transaction (no decision was logged,
+//!   so the answer is presumed abort).
 //!
 //! In both, `Cancel` goes to every participant: for one that refused it is a no-op, and for
 //! one whose `Try` never arrived it forbids that `Try` from running later.
@@ -59,20 +64,10 @@ impl TxState {
             Self::Committed | Self::Aborted => None,
         }
     }
-
-    /// True once the order's outcome is decided: paid (`Committing` in 2PC, where the decision
-    /// is the commit point) or not.
-    pub fn is_decided(self) -> bool {
-        self != Self::Trying
-    }
 }
 
 /// Where the participants' answers to the phase of `state` lead, and why it aborts if it does.
-pub fn next(
-    protocol: Protocol,
-    state: TxState,
-    outcomes: &[Outcome],
-) -> (TxState, Option<Refusal>) {
+pub fn next(state: TxState, outcomes: &[Outcome]) -> (TxState, Option<Refusal>) {
     let refusal = outcomes.iter().find_map(|o| match o {
         Outcome::Refused(r) => Some(r.clone()),
         Outcome::Done => None,
@@ -81,7 +76,6 @@ pub fn next(
     });
     match (state, refusal) {
         (TxState::Trying, Some(refusal)) => (TxState::Aborting, Some(refusal)),
-        (TxState::Trying, None) if protocol == Protocol::Saga => (TxState::Committed, None),
         (TxState::Trying, None) => (TxState::Committing, None),
         (TxState::Committing, _) => (TxState::Committed, None),
         (TxState::Aborting, _) => (TxState::Aborted, None),
@@ -114,38 +108,22 @@ mod tests {
     }
 
     #[test]
-    fn saga_commits_when_every_action_is_done() {
+    fn the_outcome_is_logged_before_the_participants_hear_it() {
         let outcomes = [Outcome::Done, Outcome::Done];
         assert_eq!(
-            next(Protocol::Saga, TxState::Trying, &outcomes),
-            (TxState::Committed, None)
-        );
-    }
-
-    #[test]
-    fn two_pc_logs_the_decision_before_committing() {
-        let outcomes = [Outcome::Done, Outcome::Done];
-        assert_eq!(
-            next(Protocol::TwoPc, TxState::Trying, &outcomes),
+            next(TxState::Trying, &outcomes),
             (TxState::Committing, None)
         );
-        assert_eq!(
-            next(Protocol::TwoPc, TxState::Committing, &outcomes).0,
-            TxState::Committed
-        );
+        assert_eq!(next(TxState::Committing, &outcomes).0, TxState::Committed);
     }
 
     #[test]
     fn any_refusal_aborts_with_its_reason() {
-        for protocol in [Protocol::Saga, Protocol::TwoPc] {
-            let (state, why) = next(protocol, TxState::Trying, &[Outcome::Done, refused()]);
-            assert_eq!(state, TxState::Aborting);
-            assert_eq!(why.unwrap().code, "out_of_stock");
-            assert_eq!(
-                next(protocol, TxState::Aborting, &[Outcome::Done, Outcome::Done]).0,
-                TxState::Aborted
-            );
-        }
+        let (state, why) = next(TxState::Trying, &[Outcome::Done, refused()]);
+        assert_eq!(state, TxState::Aborting);
+        assert_eq!(why.unwrap().code, "out_of_stock");
+        let aborted = next(TxState::Aborting, &[Outcome::Done, Outcome::Done]).0;
+        assert_eq!(aborted, TxState::Aborted);
     }
 
     #[test]

@@ -210,7 +210,7 @@ impl Coordinator {
                 return Ok(());
             };
             let outcomes = self.run_phase(&tx, phase).await?;
-            let (next, refusal) = machine::next(tx.protocol, tx.state, &outcomes);
+            let (next, refusal) = machine::next(tx.state, &outcomes);
             if phase == Phase::Try {
                 common::failpoint::hit("coordinator_before_decision");
             }
@@ -223,9 +223,6 @@ impl Coordinator {
                 }
             }
             self.advance(&mut tx, next).await?;
-            if next == TxState::Committed && tx.protocol == common::protocol::Protocol::Saga {
-                self.confirm(&tx);
-            }
             if next == TxState::Committing {
                 common::failpoint::hit("coordinator_after_decision");
             }
@@ -308,25 +305,6 @@ impl Coordinator {
                 ),
             }
         }
-    }
-
-    /// Tells the participants of a committed saga that their actions are final, so they
-    /// release the holds that make competing tries wait. Best effort: nobody waits for it, and
-    /// a lost confirmation only makes a competing try wait out its patience.
-    fn confirm(&self, tx: &TxRecord) {
-        let (bus, replies, tx) = (self.bus.clone(), self.replies.clone(), tx.clone());
-        tokio::spawn(async move {
-            let reply_to = replies.reply_to();
-            let stock = Envelope::new(&tx.id, reply_to, StockCommand::Commit);
-            let payment = Envelope::new(&tx.id, reply_to, PaymentCommand::Commit);
-            let (a, b) = tokio::join!(
-                bus.send(&bus.topics.stock, None, &stock),
-                bus.send(&bus.topics.payment, None, &payment)
-            );
-            if let Err(e) = a.and(b) {
-                tracing::warn!(error = %e, tx = %tx.id, "saga confirmation not sent");
-            }
-        });
     }
 
     async fn send(&self, tx: &TxRecord, participant: Participant, phase: Phase) -> Result<()> {
