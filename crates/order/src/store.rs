@@ -49,7 +49,7 @@ pub struct TxRecord {
 /// What `begin` found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Begin {
-    Started,
+    Started(TxRecord),
     InFlight(String),
     Paid,
     NotFound,
@@ -186,7 +186,7 @@ impl Store {
         owner: &str,
         lease: Duration,
     ) -> Result<Begin> {
-        let (status, other): (String, String) = self
+        let (status, other, fields): (String, String, Vec<String>) = self
             .begin
             .key(order_key(order_id))
             .key(tx_key(tx_id))
@@ -199,7 +199,7 @@ impl Store {
             .invoke_async(&mut self.conn())
             .await?;
         Ok(match status.as_str() {
-            "started" => Begin::Started,
+            "started" => Begin::Started(record(tx_id, pairs(fields))?),
             "in_flight" => Begin::InFlight(other),
             "paid" => Begin::Paid,
             _ => Begin::NotFound,
@@ -280,6 +280,13 @@ impl Store {
         if fields.is_empty() {
             return Ok(None);
         }
+        record(tx_id, fields).map(Some)
+    }
+}
+
+/// A transaction record from its hash fields.
+fn record(tx_id: &str, fields: Vec<(String, String)>) -> Result<TxRecord> {
+    {
         let mut tx = TxRecord {
             id: tx_id.to_string(),
             order_id: String::new(),
@@ -312,8 +319,14 @@ impl Store {
             }
         }
         tx.refusal = code.map(|code| Refusal { code, detail });
-        Ok(Some(tx))
+        Ok(tx)
     }
+}
+
+/// `[k1, v1, k2, v2, ...]` as pairs.
+fn pairs(flat: Vec<String>) -> Vec<(String, String)> {
+    let mut flat = flat.into_iter();
+    std::iter::from_fn(|| Some((flat.next()?, flat.next()?))).collect()
 }
 
 fn number(text: &str) -> Result<i64> {

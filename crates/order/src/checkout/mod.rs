@@ -84,10 +84,7 @@ impl Coordinator {
             let outcome = match begun {
                 Begin::NotFound => return Err(Error::not_found("order", order_id)),
                 Begin::Paid => return Ok(()),
-                Begin::Started => {
-                    let tx = self.store.load(&tx_id).await?.ok_or_else(|| {
-                        Error::Internal(format!("transaction {tx_id} vanished after it began"))
-                    })?;
+                Begin::Started(tx) => {
                     let outcome = self.spawn(tx);
                     self.wait(&tx_id, Some(outcome), deadline).await
                 }

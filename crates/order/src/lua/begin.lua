@@ -3,14 +3,15 @@
 -- asked for exactly what the order held when the checkout began.
 -- KEYS[1] order hash, KEYS[2] transaction hash, KEYS[3] active set (score = lease expiry, ms)
 -- ARGV[1] transaction id, ARGV[2] order id, ARGV[3] protocol, ARGV[4] owner, ARGV[5] lease ms
--- Returns {status, transaction id}: started | in_flight | paid | not_found.
+-- Returns {status, transaction id, record}: started (with the new record's fields and
+-- values, flat) | in_flight | paid | not_found.
 local order, tx, active = KEYS[1], KEYS[2], KEYS[3]
-if redis.call('EXISTS', order) == 0 then return {'not_found', ''} end
+if redis.call('EXISTS', order) == 0 then return {'not_found', '', {}} end
 local flat = redis.call('HGETALL', order)
 local fields = {}
 for i = 1, #flat, 2 do fields[flat[i]] = flat[i + 1] end
-if fields['paid'] == '1' then return {'paid', ''} end
-if fields['checkout'] then return {'in_flight', fields['checkout']} end
+if fields['paid'] == '1' then return {'paid', '', {}} end
+if fields['checkout'] then return {'in_flight', fields['checkout'], {}} end
 local now = redis.call('TIME')
 local lease = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) + tonumber(ARGV[5])
 local record = {'state', 'trying', 'order', ARGV[2], 'protocol', ARGV[3], 'owner', ARGV[4],
@@ -24,4 +25,4 @@ end
 redis.call('HSET', tx, unpack(record))
 redis.call('HSET', order, 'checkout', ARGV[1])
 redis.call('ZADD', active, lease, ARGV[1])
-return {'started', ARGV[1]}
+return {'started', ARGV[1], record}
