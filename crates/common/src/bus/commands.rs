@@ -29,6 +29,10 @@ const MAX_IN_FLIGHT: usize = 512;
 ///
 /// `handle` must be idempotent and must retry transient failures itself: whatever it returns
 /// is sent as the reply, and then the command counts as done.
+///
+/// A consumer that librdkafka declares fatally failed (a static member fenced after a broker
+/// restart, for instance) is replaced by a new one; the commands it was working on are simply
+/// delivered again, which their idempotent handling makes harmless.
 pub async fn run<C, H, F>(
     bus: Bus,
     topic: String,
@@ -41,30 +45,56 @@ where
     H: Fn(Envelope<C>) -> F + Send + Sync + 'static,
     F: Future<Output = OrderReply> + Send + 'static,
 {
-    let consumer: StreamConsumer = bus
-        .consumer_config()
-        .set("group.id", group)
-        // Static membership: a replica the watchdog restarts gets its partitions back at once.
-        .set("group.instance.id", &bus.settings().replica_id)
-        .set("session.timeout.ms", "6000")
-        .set("heartbeat.interval.ms", "1000")
-        .set("enable.auto.commit", "true")
-        .set("auto.commit.interval.ms", "200")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .create()?;
-    consumer.subscribe(&[&topic])?;
-    let consumer = Arc::new(consumer);
     let handle = Arc::new(handle);
+    while !shutdown.is_cancelled() {
+        let consumer: StreamConsumer = bus
+            .consumer_config()
+            .set("group.id", group)
+            // Static membership: a replica the watchdog restarts gets its partitions back at once.
+            .set("group.instance.id", &bus.settings().replica_id)
+            .set("session.timeout.ms", "6000")
+            .set("heartbeat.interval.ms", "1000")
+            .set("enable.auto.commit", "true")
+            .set("auto.commit.interval.ms", "200")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .create()?;
+        consumer.subscribe(&[&topic])?;
+        consume(&bus, consumer, &topic, group, handle.clone(), &shutdown).await;
+    }
+    Ok(())
+}
+
+/// Consumes until `shutdown`, or until the consumer fails for good.
+async fn consume<C, H, F>(
+    bus: &Bus,
+    consumer: StreamConsumer,
+    topic: &str,
+    group: &str,
+    handle: Arc<H>,
+    shutdown: &CancellationToken,
+) where
+    C: Serialize + DeserializeOwned + Send + 'static,
+    H: Fn(Envelope<C>) -> F + Send + Sync + 'static,
+    F: Future<Output = OrderReply> + Send + 'static,
+{
+    let mut health = tokio::time::interval(Duration::from_secs(1));
+    let consumer = Arc::new(consumer);
     let mut in_flight = FuturesOrdered::new();
-    tracing::info!(%topic, group, "command loop started");
+    tracing::info!(topic, group, "command loop started");
     loop {
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
+            _ = health.tick() => {
+                if let Some((code, reason)) = consumer.client().fatal_error() {
+                    tracing::error!(?code, %reason, "consumer failed for good; replacing it");
+                    break;
+                }
+            }
             Some(done) = in_flight.next(), if !in_flight.is_empty() => {
                 let (partition, offset): (i32, i64) = done;
-                if let Err(e) = consumer.store_offset(&topic, partition, offset) {
+                if let Err(e) = consumer.store_offset(topic, partition, offset) {
                     // A rebalance took the partition away; its new owner redelivers.
                     tracing::debug!(error = %e, partition, offset, "offset not stored");
                 }
@@ -96,7 +126,6 @@ where
             }
         }
     }
-    Ok(())
 }
 
 /// Sends a reply, retrying until Kafka takes it: the command's offset must not be stored

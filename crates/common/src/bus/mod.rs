@@ -145,7 +145,20 @@ impl Bus {
             .send(record, Timeout::After(Duration::from_secs(5)))
             .await
             .map(|_| ())
-            .map_err(|(e, _)| Error::Kafka(e))
+            .map_err(|(e, _)| {
+                self.exit_if_fatal();
+                Error::Kafka(e)
+            })
+    }
+
+    /// An idempotent producer that librdkafka declares fatally failed can send nothing more.
+    /// The process exits, crash-only: the supervisor starts it again with a fresh producer,
+    /// and everything it was doing is recovered from Redis.
+    fn exit_if_fatal(&self) {
+        if let Some((code, reason)) = self.producer.client().fatal_error() {
+            tracing::error!(?code, %reason, "kafka producer failed for good; exiting");
+            std::process::exit(70);
+        }
     }
 
     /// True when the broker answers a metadata request.
