@@ -51,6 +51,11 @@ impl Faulty {
         self.failpoints.join(failpoint).exists()
     }
 
+    /// True when no participant waits for an outcome any more.
+    async fn settled(&self) -> bool {
+        self.open_reservations("stock").await + self.open_reservations("payment").await == 0
+    }
+
     /// Step records of a participant still waiting for the outcome (2PC prepared, saga
     /// taken and not yet confirmed).
     async fn open_reservations(&self, service: &str) -> usize {
@@ -140,10 +145,7 @@ async fn coordinator_crash_before_the_decision() {
         (8, 90)
     );
     // The retry's own commit reaches the participants just after its answer.
-    let closed = eventually(SETTLE, || async {
-        faulty.open_reservations("stock").await + faulty.open_reservations("payment").await == 0
-    })
-    .await;
+    let closed = eventually(SETTLE, || faulty.settled()).await;
     assert!(closed, "reservations left open");
 }
 
@@ -164,10 +166,7 @@ async fn coordinator_crash_after_logging_commit() {
         .wait_restarted("order-1", old, SETTLE)
         .await
         .expect("order-1 restarted");
-    let committed = eventually(SETTLE, || async {
-        faulty.open_reservations("stock").await + faulty.open_reservations("payment").await == 0
-    })
-    .await;
+    let committed = eventually(SETTLE, || faulty.settled()).await;
     assert!(
         committed,
         "the logged commit did not complete at the participants"
@@ -208,10 +207,7 @@ async fn participant_crash_after_its_step_applies_it_once() {
             "{service}"
         );
     }
-    let settled = eventually(SETTLE, || async {
-        faulty.open_reservations("stock").await + faulty.open_reservations("payment").await == 0
-    })
-    .await;
+    let settled = eventually(SETTLE, || faulty.settled()).await;
     assert!(settled, "reservations left open");
 }
 
