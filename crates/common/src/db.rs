@@ -48,6 +48,10 @@ pub async fn is_ready(conn: &ConnectionManager) -> bool {
     matches!(answer, Ok(Ok(_)))
 }
 
+/// How long a read waits for its Redis to come back (a restart takes well under a second)
+/// before the request answers 503.
+pub const READ_PATIENCE: Duration = Duration::from_secs(3);
+
 /// Runs `op` until it succeeds or fails with something other than an unavailable Redis or
 /// Kafka, waiting a little longer between tries, for at most `budget`.
 ///

@@ -77,9 +77,7 @@ async fn batch_init(
 async fn find(State(app): State<Arc<App>>, path: P<String>) -> Result<Json<Value>> {
     let Path(id) = path.map_err(common::http::path_error)?;
     let id = input::id(&id, "order_id")?;
-    let order = app
-        .store
-        .find(&id)
+    let order = common::db::retry(common::db::READ_PATIENCE, || app.store.find(&id))
         .await?
         .ok_or_else(|| Error::not_found("order", &id))?;
     Ok(Json(json!({
@@ -100,9 +98,7 @@ async fn add_item(
     let item_id = input::id(&item_id, "item_id")?;
     let quantity = Quantity::parse(&quantity)?.get();
     // Refuse early, before asking another service: the script checks again atomically.
-    let order = app
-        .store
-        .find(&id)
+    let order = common::db::retry(common::db::READ_PATIENCE, || app.store.find(&id))
         .await?
         .ok_or_else(|| Error::not_found("order", &id))?;
     if order.paid {

@@ -53,8 +53,12 @@ async fn batch_init(State(app): State<App>, path: P<(String, String)>) -> Result
 async fn find_user(State(app): State<App>, path: P<String>) -> Result<Json<Value>> {
     let Path(id) = path.map_err(common::http::path_error)?;
     let id = input::id(&id, "user_id")?;
-    let mut redis = app.deps.redis.clone();
-    let credit: Option<i64> = redis.hget(app.ledger.key(&id), "credit").await?;
+    let key = app.ledger.key(&id);
+    let credit: Option<i64> = common::db::retry(common::db::READ_PATIENCE, || {
+        let (mut redis, key) = (app.deps.redis.clone(), key.clone());
+        async move { Ok(redis.hget(key, "credit").await?) }
+    })
+    .await?;
     match credit {
         Some(credit) => Ok(Json(json!({ "user_id": id, "credit": credit }))),
         None => Err(Error::not_found("user", id)),

@@ -69,12 +69,19 @@ async fn batch_init(
 async fn find(State(app): State<App>, path: P<String>) -> Result<Json<Value>> {
     let Path(id) = path.map_err(common::http::path_error)?;
     let id = input::id(&id, "item_id")?;
-    let mut redis = app.deps.redis.clone();
-    let (stock, price): (Option<i64>, Option<i64>) = redis::cmd("HMGET")
-        .arg(app.ledger.key(&id))
-        .arg("stock")
-        .arg("price")
-        .query_async(&mut redis)
+    let key = app.ledger.key(&id);
+    let (stock, price): (Option<i64>, Option<i64>) =
+        common::db::retry(common::db::READ_PATIENCE, || {
+            let (mut redis, key) = (app.deps.redis.clone(), key.clone());
+            async move {
+                Ok(redis::cmd("HMGET")
+                    .arg(key)
+                    .arg("stock")
+                    .arg("price")
+                    .query_async(&mut redis)
+                    .await?)
+            }
+        })
         .await?;
     match (stock, price) {
         (Some(stock), Some(price)) => Ok(Json(json!({ "stock": stock, "price": price }))),

@@ -251,3 +251,31 @@ async fn coordinator_sigkilled_mid_load_conserves_stock_and_credit() {
         assert_eq!(api.paid(order).await, *answered_paid, "order {order}");
     }
 }
+
+#[tokio::test]
+async fn reads_ride_out_a_redis_restart() {
+    let (faulty, _one) = stack().await;
+    let api = Api::new(&faulty.stack);
+    let (item, user, order) = shop(&api, 10, 5, 100, 1).await;
+    for (db, path) in [
+        ("stock-db", format!("/stock/find/{item}")),
+        ("payment-db", format!("/payment/find_user/{user}")),
+        ("order-db", format!("/orders/find/{order}")),
+    ] {
+        let old = faulty.stack.kill(db).expect("kill");
+        // Asked at once, while the database is down: the service waits for it instead of
+        // answering 503.
+        let answer = api.get(&path).await;
+        assert!(
+            answer.ok(),
+            "{path} while {db} restarts: {} {}",
+            answer.status,
+            answer.body
+        );
+        faulty
+            .stack
+            .wait_restarted(db, old, SETTLE)
+            .await
+            .expect("restarted");
+    }
+}
