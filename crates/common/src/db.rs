@@ -48,6 +48,10 @@ pub async fn is_ready(conn: &ConnectionManager) -> bool {
     matches!(answer, Ok(Ok(_)))
 }
 
+/// How long a participant keeps retrying a command it received while its Redis is away:
+/// effectively until it is back, since dropping the command would lose a checkout step.
+pub const COMMAND_PATIENCE: Duration = Duration::from_secs(3600);
+
 /// How long a read waits for its Redis to come back (a restart takes well under a second)
 /// before the request answers 503.
 pub const READ_PATIENCE: Duration = Duration::from_secs(3);

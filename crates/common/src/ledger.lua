@@ -6,17 +6,20 @@
 -- ARGV[2]    protocol: saga | 2pc (try only: a saga action is final, a 2PC prepare waits)
 -- ARGV[3]    the account field that holds the available amount (stock | credit)
 -- ARGV[4]    the refusal code when an account has too little (out_of_stock | insufficient_credit)
--- ARGV[5..]  the amount of each line, as decimal strings (exact 64-bit arithmetic stays in
+-- ARGV[5]    '1' if a shortage that holds could cover answers busy, '0' if it is refused
+-- ARGV[6..]  the amount of each line, as decimal strings (exact 64-bit arithmetic stays in
 --            HINCRBY; Lua numbers are doubles and only decide signs and comparisons)
 --
 -- Besides the available amount, each account keeps `held`: what undecided transactions took
 -- (2PC prepared, saga taken and not yet confirmed). A try that finds too little, but would fit
--- if those transactions aborted, answers `busy` and records nothing: the caller asks again
--- shortly, so a checkout is never refused for stock that an aborting checkout gives back.
+-- if those transactions aborted, answers `busy` and records nothing when ARGV[5] allows it:
+-- the caller asks again shortly, so a checkout is never refused for stock that an aborting
+-- checkout gives back.
 --
 -- Returns {outcome, code, id}: outcome is done | refused | busy; code and id explain a
 -- refusal. The state, and so the reply, of a repeated command is the recorded one.
 local record, phase, protocol, field, short = KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local may_wait = ARGV[5] == '1'
 local state = redis.call('HGET', record, 'state')
 
 -- Applies `sign` times each recorded line to the available amount, and releases the holds.
@@ -46,17 +49,17 @@ if phase == 'try' then
     end
   end
   for i = 2, #KEYS do
-    local want = tonumber(ARGV[i + 3])
+    local want = tonumber(ARGV[i + 4])
     local have = tonumber(redis.call('HGET', KEYS[i], field) or '0')
     if have < want then
       local held = tonumber(redis.call('HGET', KEYS[i], 'held') or '0')
-      if held > 0 and have + held >= want then return {'busy', short, KEYS[i]} end
+      if may_wait and held > 0 and have + held >= want then return {'busy', short, KEYS[i]} end
       redis.call('HSET', record, 'state', 'refused', 'code', short, 'id', KEYS[i])
       return {'refused', short, KEYS[i]}
     end
   end
   for i = 2, #KEYS do
-    local take = ARGV[i + 3]
+    local take = ARGV[i + 4]
     if take ~= '0' then
       redis.call('HINCRBY', KEYS[i], field, '-' .. take)
       redis.call('HINCRBY', KEYS[i], 'held', take)

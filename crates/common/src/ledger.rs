@@ -7,13 +7,11 @@
 //! undecided transactions are also counted as `held`, so that a shortage they cause is told
 //! apart from a real one (see `ledger.lua`).
 
-use std::time::Duration;
-
 use redis::Script;
 use redis::aio::ConnectionManager;
 
 use crate::error::{Error, Refusal, Result};
-use crate::protocol::{Outcome, Phase, Protocol};
+use crate::protocol::{OrderReply, Outcome, Participant, Phase, Protocol};
 
 /// What an account is: its key prefix, its counter, and how to say it has too little.
 #[derive(Clone, Copy, Debug)]
@@ -24,6 +22,14 @@ pub struct AccountKind {
     pub field: &'static str,
     /// `out_of_stock` or `insufficient_credit`.
     pub too_little: &'static str,
+    /// Whether a try that is short only because of holds answers busy (and the coordinator
+    /// asks again) instead of refusing. Only one of the two participants may wait: if both
+    /// did, two checkouts of one user could each hold what the other needs until both gave
+    /// up. Stock waits; payment refuses at once, which is harmless: the other checkout of
+    /// the same user can only abort because stock truly ran out, which refuses this one too.
+    pub waits_for_holds: bool,
+    /// The participant these accounts belong to, which answers for them.
+    pub participant: Participant,
 }
 
 /// The result of a direct adjustment.
@@ -82,7 +88,8 @@ impl Ledger {
             .arg(phase)
             .arg(protocol.as_str())
             .arg(self.kind.field)
-            .arg(self.kind.too_little);
+            .arg(self.kind.too_little)
+            .arg(if self.kind.waits_for_holds { "1" } else { "0" });
         for (_, amount) in lines {
             invocation.arg(amount.to_string());
         }
@@ -113,32 +120,33 @@ impl Ledger {
         Ok(Outcome::Refused(refusal))
     }
 
-    /// Like [`Ledger::step`], but while the answer is busy it asks again, for at most
-    /// `patience`; after that a shortage is a refusal. Redis errors are retried too.
-    pub async fn step_patiently(
+    /// Applies one command's step as a participant must: a command it received is never
+    /// dropped, so Redis errors are retried (the offset is not stored meanwhile), and the
+    /// answer is the reply the coordinator waits for.
+    pub async fn apply(
         &self,
         tx: &str,
         phase: Phase,
         protocol: Protocol,
         lines: &[(String, i64)],
-        patience: Duration,
-    ) -> Result<Outcome> {
-        let deadline = tokio::time::Instant::now() + patience;
-        loop {
-            let outcome = crate::db::retry(Duration::from_secs(3600), || {
-                self.step(tx, phase, protocol, lines)
-            })
-            .await?;
-            if outcome != Outcome::Busy || tokio::time::Instant::now() >= deadline {
-                return Ok(match outcome {
-                    Outcome::Busy => Outcome::Refused(Refusal::new(
-                        self.kind.too_little,
-                        format!("too little {} left for transaction {tx}", self.kind.field),
-                    )),
-                    other => other,
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(3)).await;
+    ) -> OrderReply {
+        let outcome = crate::db::retry(crate::db::COMMAND_PATIENCE, || {
+            self.step(tx, phase, protocol, lines)
+        })
+        .await;
+        let participant = self.kind.participant;
+        if phase == Phase::Try {
+            crate::failpoint::hit(&format!("{}_after_try", participant.as_str()));
+        }
+        let outcome = outcome.unwrap_or_else(|e| {
+            tracing::error!(error = %e, %tx, "step failed for good");
+            Outcome::Refused(Refusal::new("internal", e.to_string()))
+        });
+        tracing::debug!(%tx, ?phase, ?outcome, participant = participant.as_str(), "step");
+        OrderReply::Step {
+            participant,
+            phase,
+            outcome,
         }
     }
 

@@ -5,7 +5,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::ledger::{AccountKind, Adjusted, Ledger};
-use common::protocol::{Outcome, Phase, Protocol};
+use common::protocol::{Outcome, Participant, Phase, Protocol};
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 
@@ -13,6 +13,14 @@ const ITEMS: AccountKind = AccountKind {
     noun: "item",
     field: "stock",
     too_little: "out_of_stock",
+    waits_for_holds: true,
+    participant: Participant::Stock,
+};
+
+/// The same accounts, but refusing at once when short, as payment does.
+const IMPATIENT: AccountKind = AccountKind {
+    waits_for_holds: false,
+    ..ITEMS
 };
 
 /// A private redis-server on a free port, killed when dropped.
@@ -335,25 +343,18 @@ async fn a_try_waits_for_an_aborting_hold_instead_of_refusing() {
     );
     let waiting = {
         let (ledger, one) = (ledger.clone(), one.clone());
-        tokio::spawn(async move {
-            ledger
-                .step_patiently(
-                    "second",
-                    Phase::Try,
-                    Protocol::Saga,
-                    &one,
-                    Duration::from_secs(10),
-                )
-                .await
-                .unwrap()
-        })
+        tokio::spawn(async move { try_until_answered(&ledger, "second", &one).await })
     };
     // The first checkout fails elsewhere and is compensated: the waiting one gets the unit.
     ledger
         .step("first", Phase::Cancel, Protocol::Saga, &[])
         .await
         .unwrap();
-    assert_eq!(waiting.await.unwrap(), Outcome::Done);
+    let answered = tokio::time::timeout(Duration::from_secs(10), waiting).await;
+    assert_eq!(
+        answered.expect("the waiting try got no answer").unwrap(),
+        Outcome::Done
+    );
     assert_eq!(
         (stock(&mut conn, "a").await, held(&mut conn, "a").await),
         (0, 1)
@@ -365,13 +366,7 @@ async fn a_try_waits_for_an_aborting_hold_instead_of_refusing() {
         .unwrap();
     assert_eq!(held(&mut conn, "a").await, 0);
     let third = ledger
-        .step_patiently(
-            "third",
-            Phase::Try,
-            Protocol::Saga,
-            &one,
-            Duration::from_secs(10),
-        )
+        .step("third", Phase::Try, Protocol::Saga, &one)
         .await
         .unwrap();
     assert_eq!(refused_with(&third), "out_of_stock");
@@ -380,4 +375,59 @@ async fn a_try_waits_for_an_aborting_hold_instead_of_refusing() {
         .await
         .unwrap();
     assert_eq!(refused_with(&undo), "already_committed");
+}
+
+/// Asks again while the answer is busy, as the coordinator does.
+async fn try_until_answered(ledger: &Ledger, tx: &str, lines: &[(String, i64)]) -> Outcome {
+    loop {
+        match ledger
+            .step(tx, Phase::Try, Protocol::Saga, lines)
+            .await
+            .unwrap()
+        {
+            Outcome::Busy => tokio::time::sleep(Duration::from_millis(3)).await,
+            answer => return answer,
+        }
+    }
+}
+
+#[tokio::test]
+async fn accounts_that_do_not_wait_refuse_a_held_shortage_for_good() {
+    let (_server, waiting, mut conn) = redis().await;
+    let ledger = Ledger::new(conn.clone(), IMPATIENT);
+    item(&mut conn, "a", 1).await;
+    let one = lines(&[("a", 1)]);
+    assert_eq!(
+        ledger
+            .step("first", Phase::Try, Protocol::Saga, &one)
+            .await
+            .unwrap(),
+        Outcome::Done
+    );
+    let second = ledger
+        .step("second", Phase::Try, Protocol::Saga, &one)
+        .await
+        .unwrap();
+    assert_eq!(refused_with(&second), "out_of_stock");
+    // The refusal is recorded: once the hold comes back, the same transaction still gets it.
+    ledger
+        .step("first", Phase::Cancel, Protocol::Saga, &[])
+        .await
+        .unwrap();
+    let again = ledger
+        .step("second", Phase::Try, Protocol::Saga, &one)
+        .await
+        .unwrap();
+    assert_eq!(again, second);
+    assert_eq!(stock(&mut conn, "a").await, 1);
+    // A waiting ledger on the same accounts would have said busy instead.
+    ledger
+        .step("third", Phase::Try, Protocol::Saga, &one)
+        .await
+        .unwrap();
+    let busy = waiting
+        .step("fourth", Phase::Try, Protocol::Saga, &one)
+        .await
+        .unwrap();
+    assert_eq!(busy, Outcome::Busy);
 }

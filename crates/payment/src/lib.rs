@@ -8,6 +8,7 @@ pub mod routes;
 
 use common::Result;
 use common::ledger::AccountKind;
+use common::protocol::Participant;
 use common::service::{self, Deps};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -16,6 +17,8 @@ pub const USERS: AccountKind = AccountKind {
     noun: "user",
     field: "credit",
     too_little: "insufficient_credit",
+    waits_for_holds: false,
+    participant: Participant::Payment,
 };
 
 /// Shared state of the handlers.

@@ -1,9 +1,7 @@
 //! Commands from the order service, applied exactly once.
 
-use std::time::Duration;
-
 use common::db;
-use common::protocol::{Envelope, OrderReply, Participant, Phase, Protocol, StockCommand};
+use common::protocol::{Envelope, OrderReply, Phase, Protocol, StockCommand};
 use redis::AsyncCommands;
 
 use crate::App;
@@ -13,10 +11,9 @@ use crate::App;
 /// shortly; the command slot is free meanwhile, so the aborts that release holds are never
 /// stuck behind waiting tries.
 pub async fn handle(app: App, envelope: Envelope<StockCommand>) -> OrderReply {
-    let tx = envelope.tx;
     let (phase, protocol, lines) = match envelope.body {
         StockCommand::Price { item_id } => {
-            let price = db::retry(Duration::from_secs(3600), || {
+            let price = db::retry(db::COMMAND_PATIENCE, || {
                 let mut redis = app.deps.redis.clone();
                 let key = app.ledger.key(&item_id);
                 async move { Ok(redis.hget::<_, _, Option<i64>>(key, "price").await?) }
@@ -31,23 +28,9 @@ pub async fn handle(app: App, envelope: Envelope<StockCommand>) -> OrderReply {
         StockCommand::Commit => (Phase::Commit, Protocol::TwoPc, Vec::new()),
         StockCommand::Cancel => (Phase::Cancel, Protocol::Saga, Vec::new()),
     };
-    let outcome = db::retry(Duration::from_secs(3600), || {
-        app.ledger.step(&tx, phase, protocol, &lines)
-    })
-    .await;
-    if phase == Phase::Try {
-        common::failpoint::hit(concat!(env!("CARGO_PKG_NAME"), "_after_try"));
-    }
-    let outcome = outcome.unwrap_or_else(|e| {
-        tracing::error!(error = %e, %tx, "step failed for good");
-        common::protocol::Outcome::Refused(common::Refusal::new("internal", e.to_string()))
-    });
-    tracing::debug!(%tx, ?phase, ?outcome, "stock step");
-    OrderReply::Step {
-        participant: Participant::Stock,
-        phase,
-        outcome,
-    }
+    app.ledger
+        .apply(&envelope.tx, phase, protocol, &lines)
+        .await
 }
 
 /// Sums the quantities of repeated items, so each item is one line of the step.

@@ -8,6 +8,7 @@ pub mod routes;
 
 use common::Result;
 use common::ledger::AccountKind;
+use common::protocol::Participant;
 use common::service::{self, Deps};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -16,6 +17,8 @@ pub const ITEMS: AccountKind = AccountKind {
     noun: "item",
     field: "stock",
     too_little: "out_of_stock",
+    waits_for_holds: true,
+    participant: Participant::Stock,
 };
 
 /// Shared state of the handlers.
