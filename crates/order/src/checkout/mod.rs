@@ -36,6 +36,18 @@ pub enum Final {
     Aborted(Refusal),
 }
 
+/// What the client is told about `tx` once that is settled: paid from the logged commit on,
+/// refused only once every participant has been cancelled.
+fn outcome_of(tx: &TxRecord) -> Option<Final> {
+    match tx.state {
+        TxState::Committing | TxState::Committed => Some(Final::Committed),
+        TxState::Aborted => Some(Final::Aborted(
+            tx.refusal.clone().unwrap_or_else(machine::presumed_abort),
+        )),
+        TxState::Trying | TxState::Aborting => None,
+    }
+}
+
 /// Why a driving task stopped before the end.
 #[derive(Debug)]
 enum Stop {
@@ -133,15 +145,11 @@ impl Coordinator {
         }
         while Instant::now() < deadline {
             match self.store.load(tx_id).await {
-                Ok(Some(tx)) => match tx.state {
-                    TxState::Committing | TxState::Committed => return Some(Final::Committed),
-                    TxState::Aborted => {
-                        return Some(Final::Aborted(
-                            tx.refusal.unwrap_or_else(machine::presumed_abort),
-                        ));
+                Ok(Some(tx)) => {
+                    if let Some(decided) = outcome_of(&tx) {
+                        return Some(decided);
                     }
-                    TxState::Trying | TxState::Aborting => {}
-                },
+                }
                 Ok(None) => return Some(Final::Aborted(machine::presumed_abort())),
                 Err(e) => tracing::debug!(error = %e, "cannot read transaction yet"),
             }
@@ -193,15 +201,8 @@ impl Coordinator {
         outcome: &watch::Sender<Option<Final>>,
     ) -> Result<(), Stop> {
         loop {
-            match tx.state {
-                TxState::Committing | TxState::Committed => {
-                    outcome.send_replace(Some(Final::Committed));
-                }
-                TxState::Aborted => {
-                    let refusal = tx.refusal.clone().unwrap_or_else(machine::presumed_abort);
-                    outcome.send_replace(Some(Final::Aborted(refusal)));
-                }
-                TxState::Trying | TxState::Aborting => {}
+            if let Some(decided) = outcome_of(&tx) {
+                outcome.send_replace(Some(decided));
             }
             let Some(phase) = tx.state.phase() else {
                 return Ok(());
