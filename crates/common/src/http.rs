@@ -1,5 +1,5 @@
-//! HTTP plumbing every service shares: health endpoints, JSON fallbacks, and serving
-//! until a shutdown signal.
+//! HTTP plumbing every service shares: health endpoints, JSON fallbacks, and the shutdown
+//! signal.
 
 use std::future::Future;
 
@@ -7,7 +7,6 @@ use axum::Router;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::Error;
@@ -51,17 +50,6 @@ fn not_found() -> Response {
         axum::Json(serde_json::json!({"error": "no_such_route", "detail": "no such endpoint; check the path and its parameters"})),
     )
         .into_response()
-}
-
-/// Serves `router` on an already-bound listener until `shutdown` is cancelled.
-pub async fn serve(
-    listener: TcpListener,
-    router: Router,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
 }
 
 /// A token cancelled on SIGTERM or Ctrl-C.

@@ -9,7 +9,7 @@
 //! - [`bus`] — the Kafka producer, the participants' command loop and the order replies.
 //! - [`db`] — Redis connections and retries.
 //! - [`ledger`] — the participants' accounts and exactly-once transaction steps (Lua).
-//! - [`http`] — health endpoints, JSON fallbacks, serving with graceful shutdown.
+//! - [`http`] — health endpoints, JSON fallbacks, the shutdown signal.
 //! - [`service`] — the start-up and serving life cycle of a service.
 
 pub mod bus;

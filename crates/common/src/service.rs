@@ -71,7 +71,8 @@ pub async fn bind(settings: &Settings) -> Result<TcpListener> {
 pub async fn run(listener: TcpListener, router: Router, shutdown: CancellationToken) -> Result<()> {
     let addr = listener.local_addr().ok();
     tracing::info!(?addr, "serving");
-    crate::http::serve(listener, router, shutdown.clone())
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await
         .map_err(|e| Error::Internal(format!("http server: {e}")))?;
     shutdown.cancel();

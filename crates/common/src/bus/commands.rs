@@ -128,17 +128,16 @@ async fn consume<C, H, F>(
     }
 }
 
-/// Sends a reply, retrying until Kafka takes it: the command's offset must not be stored
+/// Sends a reply, retrying while Kafka is away: the command's offset must not be stored
 /// before its reply is out, or the coordinator would wait for an answer that never comes.
 async fn send_reply(bus: &Bus, tx: String, partition: i32, reply: OrderReply) {
     let envelope = Envelope::new(tx, crate::protocol::ReplyTo { partition }, reply);
-    let mut backoff = Duration::from_millis(50);
-    while let Err(e) = bus
-        .send(&bus.topics.replies, Some(partition), &envelope)
-        .await
-    {
-        tracing::warn!(error = %e, tx = %envelope.tx, "reply not sent; retrying");
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(1));
+    let sent = crate::db::retry(crate::db::COMMAND_PATIENCE, || {
+        bus.send(&bus.topics.replies, Some(partition), &envelope)
+    })
+    .await;
+    if let Err(e) = sent {
+        // The offset is stored anyway; the coordinator sends the command again.
+        tracing::error!(error = %e, tx = %envelope.tx, "reply not sent");
     }
 }
