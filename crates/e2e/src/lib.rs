@@ -124,14 +124,19 @@ impl Api {
 
     // Shorthands for the setup every test needs.
 
+    /// POSTs a create call and returns the new id from the answer's `field`.
+    async fn create(&self, path: &str, field: &str) -> String {
+        let answer = self.post(path).await.expect_ok();
+        answer[field]
+            .as_str()
+            .unwrap_or_else(|| panic!("{path} answered no {field}: {answer}"))
+            .to_string()
+    }
+
     pub async fn new_item(&self, price: i64, stock: i64) -> String {
         let id = self
-            .post(&format!("/stock/item/create/{price}"))
-            .await
-            .expect_ok()["item_id"]
-            .as_str()
-            .expect("item_id")
-            .to_string();
+            .create(&format!("/stock/item/create/{price}"), "item_id")
+            .await;
         if stock > 0 {
             self.post(&format!("/stock/add/{id}/{stock}"))
                 .await
@@ -141,10 +146,7 @@ impl Api {
     }
 
     pub async fn new_user(&self, credit: i64) -> String {
-        let id = self.post("/payment/create_user").await.expect_ok()["user_id"]
-            .as_str()
-            .expect("user_id")
-            .to_string();
+        let id = self.create("/payment/create_user", "user_id").await;
         if credit > 0 {
             self.post(&format!("/payment/add_funds/{id}/{credit}"))
                 .await
@@ -155,12 +157,8 @@ impl Api {
 
     pub async fn new_order(&self, user: &str, items: &[(&str, i64)]) -> String {
         let id = self
-            .post(&format!("/orders/create/{user}"))
-            .await
-            .expect_ok()["order_id"]
-            .as_str()
-            .expect("order_id")
-            .to_string();
+            .create(&format!("/orders/create/{user}"), "order_id")
+            .await;
         for (item, quantity) in items {
             self.post(&format!("/orders/addItem/{id}/{item}/{quantity}"))
                 .await
