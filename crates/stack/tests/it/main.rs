@@ -2,7 +2,7 @@
 //! shared by most tests of this binary; a second such stack beside it; and one full stack
 //! with the services (built by `Stack::start` if missing).
 
-mod resp;
+mod client;
 
 use std::time::{Duration, Instant};
 
@@ -87,11 +87,10 @@ async fn every_component_is_healthy_with_a_pid_file() {
 #[tokio::test]
 async fn gateway_answers_health_and_502_without_services() {
     let stack = shared().await;
-    let health = resp::http_get(&stack.gateway_url(), "/health").await;
-    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
-    assert!(health.ends_with("{\"status\":\"ok\"}"), "{health}");
-    let order = resp::http_get(&stack.gateway_url(), "/orders/find/1").await;
-    assert!(order.starts_with("HTTP/1.1 502"), "{order}");
+    let health = client::http_get(&stack.gateway_url(), "/health").await;
+    assert_eq!(health, (200, "{\"status\":\"ok\"}".to_string()));
+    let order = client::http_get(&stack.gateway_url(), "/orders/find/1").await;
+    assert_eq!(order.0, 502, "{order:?}");
 }
 
 #[tokio::test]
@@ -99,10 +98,10 @@ async fn killed_redis_comes_back_with_acknowledged_writes() {
     let stack = shared().await;
     let url = stack.redis_url("stock").expect("stock has a redis");
     let key = format!("k-{}", uuid::Uuid::new_v4());
-    assert_eq!(resp::command(&url, &["SET", &key, "42"]).await, "+OK");
+    client::set(&url, &key, "42").await;
     // Killed right after the reply: appendfsync always must have made it durable.
     kill_and_expect_restart(stack, "stock-db").await;
-    assert_eq!(resp::command(&url, &["GET", &key]).await, "$2\r\n42");
+    assert_eq!(client::get(&url, &key).await.as_deref(), Some("42"));
 }
 
 #[tokio::test]
@@ -119,8 +118,8 @@ async fn killed_kafka_is_restarted_and_serves_metadata_again() {
 async fn killed_gateway_is_restarted_without_leftover_workers() {
     let stack = shared().await;
     kill_and_expect_restart(stack, "gateway").await;
-    let health = resp::http_get(&stack.gateway_url(), "/health").await;
-    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    let health = client::http_get(&stack.gateway_url(), "/health").await;
+    assert_eq!(health.0, 200, "{health:?}");
 }
 
 /// A second stack beside the shared one: its own ports and root; `stop` ends every process
@@ -165,23 +164,19 @@ async fn gateway_hides_a_killed_replica_from_clients() {
         .await
         .expect("full stack starts");
     let gateway = stack.gateway_url();
-    let created = resp::http_post(&gateway, "/stock/item/create/7").await;
-    assert!(created.starts_with("HTTP/1.1 200"), "{created}");
-    let item = created
-        .split("\"item_id\":\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .expect("item id")
-        .to_string();
+    let (status, created) = client::http_post(&gateway, "/stock/item/create/7").await;
+    assert_eq!(status, 200, "{created}");
+    let created: serde_json::Value = serde_json::from_str(&created).expect("json");
+    let item = created["item_id"].as_str().expect("item id").to_string();
 
     let done = std::sync::atomic::AtomicBool::new(false);
     let reads = async {
         let (mut ok, mut failed) = (0, Vec::new());
         while !done.load(std::sync::atomic::Ordering::Relaxed) {
-            let reply = resp::http_get(&gateway, &format!("/stock/find/{item}")).await;
-            match reply.starts_with("HTTP/1.1 200") {
-                true => ok += 1,
-                false => failed.push(reply.lines().next().unwrap_or_default().to_string()),
+            let (status, body) = client::http_get(&gateway, &format!("/stock/find/{item}")).await;
+            match status {
+                200 => ok += 1,
+                _ => failed.push(format!("{status} {body}")),
             }
         }
         (ok, failed)

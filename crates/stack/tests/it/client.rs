@@ -1,0 +1,40 @@
+//! Small clients for the tests, over the workspace's Redis and HTTP client crates.
+
+use redis::AsyncCommands;
+
+/// `(status, body)` of `GET path`.
+pub async fn http_get(base: &str, path: &str) -> (u16, String) {
+    answer(reqwest::Client::new().get(format!("{base}{path}"))).await
+}
+
+/// `(status, body)` of `POST path` without a body.
+pub async fn http_post(base: &str, path: &str) -> (u16, String) {
+    answer(reqwest::Client::new().post(format!("{base}{path}"))).await
+}
+
+async fn answer(request: reqwest::RequestBuilder) -> (u16, String) {
+    let response = request.send().await.expect("request reaches the gateway");
+    let status = response.status().as_u16();
+    (status, response.text().await.expect("response body"))
+}
+
+/// A fresh connection to the Redis at `url`.
+pub async fn redis(url: &str) -> redis::aio::MultiplexedConnection {
+    let client = redis::Client::open(url).expect("redis url");
+    client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect redis")
+}
+
+pub async fn set(url: &str, key: &str, value: &str) {
+    let _: () = redis(url)
+        .await
+        .set(key, value)
+        .await
+        .expect("SET acknowledged");
+}
+
+pub async fn get(url: &str, key: &str) -> Option<String> {
+    redis(url).await.get(key).await.expect("GET answered")
+}
