@@ -48,16 +48,45 @@ pub async fn is_ready(conn: &ConnectionManager) -> bool {
     matches!(answer, Ok(Ok(_)))
 }
 
-/// How long a participant keeps retrying a command it received while its Redis is away:
-/// effectively until it is back, since dropping the command would lose a checkout step.
-pub const COMMAND_PATIENCE: Duration = Duration::from_secs(3600);
+/// How long a participant retries a command while its Redis is away before it parks the
+/// command (logs it and moves on). Nothing is lost by parking: the coordinator sends every
+/// command again until it is answered, so a partition never stalls behind one command.
+pub const COMMAND_PATIENCE: Duration = Duration::from_secs(5);
 
 /// How long a read waits for its Redis to come back (a restart takes well under a second)
 /// before the request answers 503.
 pub const READ_PATIENCE: Duration = Duration::from_secs(3);
 
-/// Runs `op` until it succeeds or fails with something other than an unavailable Redis or
-/// Kafka, waiting a little longer between tries, for at most `budget`.
+/// True for a Redis failure worth trying again shortly: the server is away, restarting, or
+/// refusing writes for memory. A script error or a malformed reply is not: trying again gives
+/// the same answer.
+pub fn is_transient(e: &redis::RedisError) -> bool {
+    use redis::{ErrorKind, ServerErrorKind};
+    e.is_io_error()
+        || e.is_timeout()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || is_out_of_memory(e)
+        || matches!(
+            e.kind(),
+            ErrorKind::Server(
+                ServerErrorKind::BusyLoading
+                    | ServerErrorKind::TryAgain
+                    | ServerErrorKind::MasterDown
+                    | ServerErrorKind::ReadOnly
+            )
+        )
+}
+
+/// True when Redis refused a write because it reached `maxmemory` (policy `noeviction`).
+pub fn is_out_of_memory(e: &redis::RedisError) -> bool {
+    e.code() == Some("OOM")
+        || e.detail()
+            .is_some_and(|d| d.contains("OOM command not allowed"))
+}
+
+/// Runs `op` until it succeeds or fails with something other than a transient failure
+/// ([`Error::is_transient`]), waiting a little longer between tries, for at most `budget`.
 ///
 /// Used where giving up would be wrong (a participant must apply a command it received) or
 /// costly (a request should ride out a Redis restart rather than fail at once).
@@ -70,9 +99,7 @@ where
     let mut backoff = Duration::from_millis(20);
     loop {
         match op().await {
-            Err(e @ (Error::Redis(_) | Error::Kafka(_)))
-                if tokio::time::Instant::now() + backoff < deadline =>
-            {
+            Err(e) if e.is_transient() && tokio::time::Instant::now() + backoff < deadline => {
                 tracing::debug!(error = %e, "transient failure; retrying");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_millis(500));

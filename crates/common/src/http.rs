@@ -4,9 +4,13 @@
 use std::future::Future;
 
 use axum::Router;
-use axum::http::StatusCode;
+use axum::extract::{FromRequestParts, Path};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::Error;
@@ -70,7 +74,73 @@ pub fn shutdown_on_signal() -> CancellationToken {
     token
 }
 
-/// Turns a rejected path parameter set (wrong count) into our JSON error.
-pub fn path_error(_: axum::extract::rejection::PathRejection) -> Error {
-    Error::BadInput("malformed path parameters".into())
+/// The `{"msg": ...}` answer of `batch_init`.
+#[derive(Debug, Serialize)]
+pub struct Message {
+    pub msg: String,
+}
+
+impl Message {
+    pub fn new(msg: impl Into<String>) -> Self {
+        Self { msg: msg.into() }
+    }
+}
+
+/// Path parameters, rejected with our JSON error (400 `bad_input`) instead of axum's text.
+/// Handlers then parse each parameter into its domain type ([`crate::input`]).
+pub struct Params<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for Params<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(params)) => Ok(Params(params)),
+            Err(e) => Err(Error::BadInput(format!("malformed path parameters: {e}"))),
+        }
+    }
+}
+
+/// Checks `Authorization: Bearer <token>` when an admin token is configured (`ADMIN_TOKEN`);
+/// without one every caller is admitted, so the course benchmark runs unchanged.
+pub fn require_admin(headers: &HeaderMap, token: Option<&str>) -> Result<(), Error> {
+    let Some(token) = token else { return Ok(()) };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    // Compare every byte, so the time taken does not tell how much of a guess was right.
+    let matches = given.is_some_and(|given| {
+        given.len() == token.len()
+            && given
+                .bytes()
+                .zip(token.bytes())
+                .fold(0u8, |diff, (a, b)| diff | (a ^ b))
+                == 0
+    });
+    if matches {
+        Ok(())
+    } else {
+        Err(Error::Unauthorized)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admin_token_is_required_only_when_set() {
+        let mut headers = HeaderMap::new();
+        assert!(require_admin(&headers, None).is_ok());
+        assert!(require_admin(&headers, Some("s3cret")).is_err());
+        headers.insert(header::AUTHORIZATION, "Bearer s3cre".parse().unwrap());
+        assert!(require_admin(&headers, Some("s3cret")).is_err());
+        headers.insert(header::AUTHORIZATION, "Bearer s3cret".parse().unwrap());
+        assert!(require_admin(&headers, Some("s3cret")).is_ok());
+    }
 }

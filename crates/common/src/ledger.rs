@@ -1,27 +1,38 @@
-//! Redis-side accounts shared by the two participants (stock and payment).
+//! The accounts of the two participants (stock and payment), in their Redis; every write to
+//! an account goes through here.
 //!
-//! Both keep counters in hashes (`item:{id}` → `stock`, `user:{id}` → `credit`) and both take
-//! part in checkout the same way: a step record per transaction (`step:{tx}`) written in the
-//! same Lua script as the effect, so a step applies exactly once whatever Kafka redelivers,
-//! and a cancel that overtakes its try forbids that try from ever running. Amounts taken by
-//! undecided transactions are also counted as `held`, so that a shortage they cause is told
-//! apart from a real one (see `ledger.lua`).
+//! Both keep a counter in a hash (`item:{id}` → `stock`, `user:{id}` → `credit`) beside
+//! `held`, what undecided transactions took. Both take part in checkout the same way: a step
+//! record per transaction (`step:{tx}`) written in the same Lua script as the effect, so a
+//! step applies exactly once whatever Kafka redelivers, and a cancel that overtakes its try
+//! forbids that try from ever running. The scripts keep the invariant available ≥ 0,
+//! held ≥ 0, available + held ≤ i64::MAX with exact arithmetic (`lua/num.lua`).
 
-use redis::Script;
+use std::time::Duration;
+
 use redis::aio::ConnectionManager;
+use redis::{AsyncCommands, FromRedisValue, ParsingError, Script, Value};
 
-use crate::error::{Error, Refusal, Result};
-use crate::protocol::{OrderReply, Outcome, Participant, Phase, Protocol};
+use crate::error::{Code, Error, Noun, Refusal, Result};
+use crate::protocol::{Envelope, OrderReply, Outcome, Participant, Phase, Step};
+
+/// The exact-arithmetic helpers every amount script starts with.
+pub const NUM_LUA: &str = include_str!("lua/num.lua");
+
+/// A script with the exact-arithmetic helpers prepended.
+pub fn script_with_num(body: &str) -> Script {
+    Script::new(&format!("{NUM_LUA}\n{body}"))
+}
 
 /// What an account is: its key prefix, its counter, and how to say it has too little.
 #[derive(Clone, Copy, Debug)]
 pub struct AccountKind {
     /// `item` or `user`: the key prefix, and the noun in error messages.
-    pub noun: &'static str,
+    pub noun: Noun,
     /// `stock` or `credit`.
     pub field: &'static str,
     /// `out_of_stock` or `insufficient_credit`.
-    pub too_little: &'static str,
+    pub too_little: Code,
     /// Whether a try that is short only because of holds answers busy (and the coordinator
     /// asks again) instead of refusing. Only one of the two participants may wait: if both
     /// did, two checkouts of one user could each hold what the other needs until both gave
@@ -32,13 +43,113 @@ pub struct AccountKind {
     pub participant: Participant,
 }
 
-/// The result of a direct adjustment.
+/// One account as stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Account {
+    pub available: i64,
+    pub held: i64,
+    /// Items only.
+    pub price: Option<i64>,
+}
+
+/// Which way a direct adjustment goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    Add,
+    Take,
+}
+
+/// Why `step.lua` refused, as it records it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reason {
+    Missing,
+    Short,
+    Cancelled,
+    NotPrepared,
+    AlreadyCommitted,
+}
+
+/// The reply of `step.lua`: `{outcome, reason, account key}`.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Adjusted {
+enum StepReply {
+    Done,
+    Busy,
+    Refused(Reason, String),
+}
+
+/// Three strings, or a parsing error naming the script.
+fn strings<const N: usize>(v: Value, script: &str) -> Result<[String; N], ParsingError> {
+    let items: Vec<String> = FromRedisValue::from_redis_value(v)?;
+    items
+        .try_into()
+        .map_err(|items| format!("{script}.lua answered {items:?}").into())
+}
+
+impl FromRedisValue for StepReply {
+    fn from_redis_value(v: Value) -> Result<Self, ParsingError> {
+        let [outcome, reason, key] = strings(v, "step")?;
+        let reason = match reason.as_str() {
+            "" => None,
+            "missing" => Some(Reason::Missing),
+            "short" => Some(Reason::Short),
+            "cancelled" => Some(Reason::Cancelled),
+            "not_prepared" => Some(Reason::NotPrepared),
+            "already_committed" => Some(Reason::AlreadyCommitted),
+            other => return Err(format!("step.lua answered reason {other:?}").into()),
+        };
+        match (outcome.as_str(), reason) {
+            ("done", None) => Ok(Self::Done),
+            ("busy", _) => Ok(Self::Busy),
+            ("refused", Some(reason)) => Ok(Self::Refused(reason, key)),
+            (outcome, reason) => {
+                Err(format!("step.lua answered {outcome:?} with {reason:?}").into())
+            }
+        }
+    }
+}
+
+/// The reply of `adjust.lua`: `{status, value}`.
+#[derive(Debug, PartialEq, Eq)]
+enum Adjusted {
     Ok(i64),
-    NotFound,
-    TooLittle,
+    Missing,
+    Short(i64),
     Overflow,
+}
+
+impl FromRedisValue for Adjusted {
+    fn from_redis_value(v: Value) -> Result<Self, ParsingError> {
+        let [status, value] = strings(v, "adjust")?;
+        let number = || {
+            value
+                .parse::<i64>()
+                .map_err(|_| ParsingError::from(format!("adjust.lua answered value {value:?}")))
+        };
+        match status.as_str() {
+            "ok" => Ok(Self::Ok(number()?)),
+            "missing" => Ok(Self::Missing),
+            "short" => Ok(Self::Short(number()?)),
+            "overflow" => Ok(Self::Overflow),
+            other => Err(format!("adjust.lua answered status {other:?}").into()),
+        }
+    }
+}
+
+/// The reply of `batch.lua`: `{status, id}`.
+#[derive(Debug, PartialEq, Eq)]
+enum Batch {
+    Ok,
+    InUse(String),
+}
+
+impl FromRedisValue for Batch {
+    fn from_redis_value(v: Value) -> Result<Self, ParsingError> {
+        match strings(v, "batch")? {
+            [status, _] if status == "ok" => Ok(Self::Ok),
+            [status, id] if status == "in_use" => Ok(Self::InUse(id)),
+            other => Err(format!("batch.lua answered {other:?}").into()),
+        }
+    }
 }
 
 /// The accounts of one participant service in its Redis.
@@ -46,130 +157,285 @@ pub enum Adjusted {
 pub struct Ledger {
     redis: ConnectionManager,
     kind: AccountKind,
+    /// How long a finished step record lives; a try older than half of it is not applied.
+    retention: Duration,
     step: Script,
     adjust: Script,
+    batch: Script,
 }
 
 impl Ledger {
-    pub fn new(redis: ConnectionManager, kind: AccountKind) -> Self {
+    pub fn new(redis: ConnectionManager, kind: AccountKind, retention: Duration) -> Self {
         Self {
             redis,
             kind,
-            step: Script::new(include_str!("ledger.lua")),
-            adjust: Script::new(include_str!("adjust.lua")),
+            retention,
+            step: script_with_num(include_str!("lua/step.lua")),
+            adjust: script_with_num(include_str!("lua/adjust.lua")),
+            batch: Script::new(include_str!("lua/batch.lua")),
         }
     }
 
-    pub fn key(&self, id: &str) -> String {
-        format!("{}:{id}", self.kind.noun)
+    pub fn kind(&self) -> AccountKind {
+        self.kind
     }
 
-    /// Applies one phase of transaction `tx` to `lines` (account id, amount) exactly once.
+    fn key(&self, id: &str) -> String {
+        format!("{}:{id}", self.kind.noun.as_str())
+    }
+
+    fn conn(&self) -> ConnectionManager {
+        self.redis.clone()
+    }
+
+    /// Creates an account with nothing available (and `price`, for items); returns its id.
+    pub async fn create(&self, price: Option<i64>) -> Result<String> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let mut fields = vec![(self.kind.field, 0), ("held", 0)];
+        fields.extend(price.map(|p| ("price", p)));
+        let _: () = self.conn().hset_multiple(self.key(&id), &fields).await?;
+        Ok(id)
+    }
+
+    /// Replaces accounts `"0"..n` with `available` (and `price`), all at once, unless one of
+    /// them is held by an unfinished checkout (then nothing changes).
+    pub async fn batch_init(&self, n: u64, available: i64, price: Option<i64>) -> Result<()> {
+        let mut invocation = self.batch.prepare_invoke();
+        invocation
+            .arg(format!("{}:", self.kind.noun.as_str()))
+            .arg(n)
+            .arg(self.kind.field)
+            .arg(available);
+        if let Some(price) = price {
+            invocation.arg("price").arg(price);
+        }
+        match invocation.invoke_async(&mut self.conn()).await? {
+            Batch::Ok => Ok(()),
+            Batch::InUse(id) => Err(Error::refused(
+                Code::RecordsInUse,
+                format!(
+                    "{} {id:?} is part of an unfinished checkout; nothing was changed",
+                    self.kind.noun.as_str()
+                ),
+            )),
+        }
+    }
+
+    /// The account `id`, or `None`. Waits out a Redis restart.
+    pub async fn find(&self, id: &str) -> Result<Option<Account>> {
+        let key = self.key(id);
+        let (available, held, price): (Option<i64>, Option<i64>, Option<i64>) =
+            crate::db::retry(crate::db::READ_PATIENCE, || {
+                let (mut redis, key) = (self.conn(), key.clone());
+                async move {
+                    Ok(redis::cmd("HMGET")
+                        .arg(key)
+                        .arg(self.kind.field)
+                        .arg("held")
+                        .arg("price")
+                        .query_async(&mut redis)
+                        .await?)
+                }
+            })
+            .await?;
+        Ok(available.map(|available| Account {
+            available,
+            held: held.unwrap_or(0),
+            price,
+        }))
+    }
+
+    /// Adds to or takes from an account; returns the amount now available. Never below zero,
+    /// never past the invariant's bound.
+    pub async fn adjust(&self, id: &str, direction: Direction, amount: i64) -> Result<i64> {
+        let sign = match direction {
+            Direction::Add => "+",
+            Direction::Take => "-",
+        };
+        let adjusted: Adjusted = self
+            .adjust
+            .key(self.key(id))
+            .arg(self.kind.field)
+            .arg(sign)
+            .arg(amount)
+            .invoke_async(&mut self.conn())
+            .await?;
+        let (noun, field) = (self.kind.noun.as_str(), self.kind.field);
+        match adjusted {
+            Adjusted::Ok(now) => Ok(now),
+            Adjusted::Missing => Err(Error::not_found(self.kind.noun, id)),
+            Adjusted::Short(have) => Err(Error::refused(
+                self.kind.too_little,
+                format!("{noun} {id:?} has {have} {field}, less than {amount}"),
+            )),
+            Adjusted::Overflow => Err(Error::BadInput(format!(
+                "adding {amount} to {noun} {id:?} would take its {field} past 2^63-1"
+            ))),
+        }
+    }
+
+    /// Applies one step of transaction `tx` exactly once.
     /// [`Outcome::Busy`] means "too little now, but undecided transactions hold enough":
     /// nothing was recorded, and the caller should ask again shortly.
-    pub async fn step(
-        &self,
-        tx: &str,
-        phase: Phase,
-        protocol: Protocol,
-        lines: &[(String, i64)],
-    ) -> Result<Outcome> {
+    pub async fn step(&self, tx: &str, step: &Step) -> Result<Outcome> {
+        let lines = merge(&step.lines);
         let mut invocation = self.step.prepare_invoke();
         invocation.key(format!("step:{tx}"));
-        for (id, _) in lines {
+        for (id, _) in &lines {
             invocation.key(self.key(id));
         }
-        let phase = match phase {
+        let phase = match step.phase {
             Phase::Try => "try",
             Phase::Commit => "commit",
             Phase::Cancel => "cancel",
         };
         invocation
             .arg(phase)
-            .arg(protocol.as_str())
+            .arg(step.protocol.as_str())
             .arg(self.kind.field)
-            .arg(self.kind.too_little)
-            .arg(if self.kind.waits_for_holds { "1" } else { "0" });
-        for (_, amount) in lines {
+            .arg(if self.kind.waits_for_holds { "1" } else { "0" })
+            .arg(self.retention.as_secs().max(1));
+        for (_, amount) in &lines {
             invocation.arg(amount.to_string());
         }
-        let (outcome, code, key): (String, String, String) =
-            invocation.invoke_async(&mut self.redis.clone()).await?;
-        match outcome.as_str() {
-            "done" => return Ok(Outcome::Done),
-            "busy" => return Ok(Outcome::Busy),
-            _ => {}
-        }
-        let id = key.split_once(':').map(|(_, id)| id).unwrap_or(&key);
-        let noun = self.kind.noun;
-        let refusal = match code.as_str() {
-            "not_found" => Refusal::new(
-                format!("{noun}_not_found"),
+        let reply: StepReply = invocation.invoke_async(&mut self.conn()).await?;
+        let (reason, key) = match reply {
+            StepReply::Done => return Ok(Outcome::Done),
+            StepReply::Busy => return Ok(Outcome::Busy),
+            StepReply::Refused(reason, key) => (reason, key),
+        };
+        let id = key.split_once(':').map_or(key.as_str(), |(_, id)| id);
+        let noun = self.kind.noun.as_str();
+        let refusal = match reason {
+            Reason::Missing => Refusal::new(
+                self.kind.noun.not_found(),
                 format!("{noun} {id:?} not found"),
             ),
-            "cancelled" => Refusal::new(
-                "cancelled",
-                format!("transaction {tx} was already cancelled"),
-            ),
-            c if c == self.kind.too_little => Refusal::new(
-                c,
+            Reason::Short => Refusal::new(
+                self.kind.too_little,
                 format!("{noun} {id:?} has too little {}", self.kind.field),
             ),
-            other => Refusal::new(other, format!("transaction {tx}: {other}")),
+            Reason::Cancelled => Refusal::new(
+                Code::Cancelled,
+                format!("transaction {tx} was already cancelled"),
+            ),
+            Reason::NotPrepared => Refusal::new(
+                Code::NotPrepared,
+                format!("transaction {tx} has nothing to commit here"),
+            ),
+            Reason::AlreadyCommitted => Refusal::new(
+                Code::AlreadyCommitted,
+                format!("transaction {tx} is already committed here"),
+            ),
         };
         Ok(Outcome::Refused(refusal))
     }
 
-    /// Applies one command's step as a participant must: a command it received is never
-    /// dropped, so Redis errors are retried (the offset is not stored meanwhile), and the
-    /// answer is the reply the coordinator waits for.
-    pub async fn apply(
-        &self,
-        tx: &str,
-        phase: Phase,
-        protocol: Protocol,
-        lines: &[(String, i64)],
-    ) -> OrderReply {
-        let outcome = crate::db::retry(crate::db::COMMAND_PATIENCE, || {
-            self.step(tx, phase, protocol, lines)
-        })
-        .await;
+    /// Applies one command's step as a participant must, and returns the reply to send, or
+    /// `None` when the command is parked: it could not be applied (Redis stayed away past
+    /// [`COMMAND_PATIENCE`](crate::db::COMMAND_PATIENCE), or the script refused to run it),
+    /// so it is logged and left; the coordinator sends it again until it is answered, and
+    /// settles the checkout on its deadline otherwise.
+    ///
+    /// A try older than half the records' retention is answered [`Code::Expired`] and not
+    /// applied: it may be a stale copy whose step record is already gone.
+    pub async fn apply<C>(&self, envelope: &Envelope<C>, step: &Step) -> Option<OrderReply> {
         let participant = self.kind.participant;
-        if phase == Phase::Try {
+        let tx = &envelope.tx;
+        let age = crate::protocol::now_ms().saturating_sub(envelope.sent_ms);
+        let outcome = if step.phase == Phase::Try && age > self.horizon().as_millis() as u64 {
+            tracing::warn!(%tx, age_ms = age, "try older than the retention horizon; not applied");
+            Outcome::Refused(Refusal::new(
+                Code::Expired,
+                format!("this copy of transaction {tx}'s try is too old to apply"),
+            ))
+        } else {
+            let applied =
+                crate::db::retry(crate::db::COMMAND_PATIENCE, || self.step(tx, step)).await;
+            match applied {
+                Ok(outcome) => outcome,
+                Err(e) => {
+                    tracing::error!(error = %e, %tx, phase = ?step.phase, participant = participant.as_str(),
+                        "command cannot be applied; parked (the coordinator resends or settles it)");
+                    return None;
+                }
+            }
+        };
+        if step.phase == Phase::Try {
             crate::failpoint::hit(&format!("{}_after_try", participant.as_str()));
         }
-        let outcome = outcome.unwrap_or_else(|e| {
-            tracing::error!(error = %e, %tx, "step failed for good");
-            Outcome::Refused(Refusal::new("internal", e.to_string()))
-        });
-        tracing::debug!(%tx, ?phase, ?outcome, participant = participant.as_str(), "step");
-        OrderReply::Step {
+        tracing::debug!(%tx, phase = ?step.phase, ?outcome, participant = participant.as_str(), "step");
+        Some(OrderReply::Step {
             participant,
-            phase,
+            phase: step.phase,
             outcome,
-        }
+        })
     }
 
-    /// Adds `delta` (which may be negative) to an account, never below zero, never overflowing.
-    pub async fn adjust(&self, id: &str, delta: i128) -> Result<Adjusted> {
-        let delta =
-            i64::try_from(delta).map_err(|_| Error::BadInput("amount out of range".into()))?;
-        let (status, value): (String, String) = self
-            .adjust
-            .key(self.key(id))
-            .arg(self.kind.field)
-            .arg(delta.to_string())
-            .invoke_async(&mut self.redis.clone())
-            .await?;
-        Ok(match status.as_str() {
-            "ok" => Adjusted::Ok(
-                value
-                    .parse()
-                    .map_err(|_| Error::Internal(format!("bad counter {value:?}")))?,
-            ),
-            "not_found" => Adjusted::NotFound,
-            "too_little" => Adjusted::TooLittle,
-            _ => Adjusted::Overflow,
-        })
+    /// Tries sent longer ago than this are not applied (see [`Ledger::apply`]).
+    pub fn horizon(&self) -> Duration {
+        self.retention / 2
+    }
+}
+
+/// Sums the amounts of repeated accounts, so each account is one line of the step. A sum past
+/// i64::MAX stays exact (as text in the script), and is simply more than any account holds.
+fn merge(lines: &[(String, i64)]) -> Vec<(String, i128)> {
+    let mut merged: Vec<(String, i128)> = Vec::with_capacity(lines.len());
+    for (id, amount) in lines {
+        match merged.iter_mut().find(|(other, _)| other == id) {
+            Some((_, total)) => *total += i128::from(*amount),
+            None => merged.push((id.clone(), i128::from(*amount))),
+        }
+    }
+    merged
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_accounts_are_merged_exactly() {
+        let merged = merge(&[("a".into(), i64::MAX), ("b".into(), 2), ("a".into(), 3)]);
+        assert_eq!(
+            merged,
+            vec![("a".into(), i128::from(i64::MAX) + 3), ("b".into(), 2)]
+        );
+    }
+
+    fn reply(items: &[&str]) -> Value {
+        Value::Array(
+            items
+                .iter()
+                .map(|s| Value::BulkString(s.as_bytes().to_vec()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn script_replies_decode_and_unknown_ones_fail() {
+        assert_eq!(
+            StepReply::from_redis_value(reply(&["refused", "short", "item:1"])).unwrap(),
+            StepReply::Refused(Reason::Short, "item:1".into())
+        );
+        assert_eq!(
+            StepReply::from_redis_value(reply(&["done", "", ""])).unwrap(),
+            StepReply::Done
+        );
+        assert!(StepReply::from_redis_value(reply(&["refused", "nope", ""])).is_err());
+        assert!(StepReply::from_redis_value(reply(&["maybe", "", ""])).is_err());
+        assert!(StepReply::from_redis_value(reply(&["done", ""])).is_err());
+        assert_eq!(
+            Adjusted::from_redis_value(reply(&["short", "3"])).unwrap(),
+            Adjusted::Short(3)
+        );
+        assert!(Adjusted::from_redis_value(reply(&["ok", "x"])).is_err());
+        assert!(Adjusted::from_redis_value(reply(&["weird", "1"])).is_err());
+        assert_eq!(
+            Batch::from_redis_value(reply(&["in_use", "7"])).unwrap(),
+            Batch::InUse("7".into())
+        );
+        assert!(Batch::from_redis_value(reply(&["nope", ""])).is_err());
     }
 }

@@ -8,9 +8,11 @@
 //! - [`protocol`] — every Kafka message, one enum per topic.
 //! - [`bus`] — the Kafka producer, the participants' command loop and the order replies.
 //! - [`db`] — Redis connections and retries.
-//! - [`ledger`] — the participants' accounts and exactly-once transaction steps (Lua).
+//! - [`ledger`] — the participants' accounts and exactly-once transaction steps (Lua, with
+//!   exact 64-bit arithmetic).
 //! - [`http`] — health endpoints, JSON fallbacks, the shutdown signal.
-//! - [`service`] — the start-up and serving life cycle of a service.
+//! - [`service`] — the start-up and serving life cycle of a service, and the one runner of
+//!   both participants ([`service::ParticipantSpec`]).
 
 pub mod bus;
 pub mod db;
@@ -24,5 +26,5 @@ pub mod service;
 pub mod settings;
 pub mod telemetry;
 
-pub use error::{Error, Refusal, Result};
+pub use error::{Code, Error, Noun, Refusal, Result};
 pub use settings::Settings;

@@ -23,10 +23,11 @@ pub enum Protocol {
 }
 
 impl Protocol {
+    /// `saga` or `2pc`, any case, surrounding blanks ignored; anything else is `None`.
     pub fn parse(s: &str) -> Option<Self> {
-        match s.to_ascii_lowercase().as_str() {
+        match s.trim().to_ascii_lowercase().as_str() {
             "saga" => Some(Self::Saga),
-            "2pc" | "twopc" => Some(Self::TwoPc),
+            "2pc" => Some(Self::TwoPc),
             _ => None,
         }
     }
@@ -51,7 +52,17 @@ pub struct Envelope<T> {
     /// Transaction id for checkout steps, a fresh correlation id for lookups.
     pub tx: String,
     pub reply_to: ReplyTo,
+    /// When this copy was sent (ms since the Unix epoch). A participant applies no try older
+    /// than its records' retention horizon: such a copy may outlive its step record.
+    pub sent_ms: u64,
     pub body: T,
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl<T: Serialize + DeserializeOwned> Envelope<T> {
@@ -60,6 +71,7 @@ impl<T: Serialize + DeserializeOwned> Envelope<T> {
             v: VERSION,
             tx: tx.into(),
             reply_to,
+            sent_ms: now_ms(),
             body,
         }
     }
@@ -109,17 +121,22 @@ impl Participant {
     }
 }
 
+/// One step of a transaction at one participant, the same shape for both.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Step {
+    pub phase: Phase,
+    /// The transaction's protocol: decides whether a try is final (saga) or waits (2PC).
+    pub protocol: Protocol,
+    /// Try only: the accounts and amounts to take (stock: items and quantities; payment: the
+    /// user and the total). Commit and cancel act on what the try recorded.
+    pub lines: Vec<(String, i64)>,
+}
+
 /// Topic `stock.commands`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum StockCommand {
-    /// Take (saga) or reserve (2PC) all these quantities, all or nothing.
-    Try {
-        protocol: Protocol,
-        items: Vec<(String, i64)>,
-    },
-    Commit,
-    Cancel,
+    Step(Step),
     /// What does this item cost? Prices never change, so the answer may be cached forever.
     Price {
         item_id: String,
@@ -130,14 +147,7 @@ pub enum StockCommand {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum PaymentCommand {
-    /// Charge (saga) or reserve (2PC) the amount.
-    Try {
-        protocol: Protocol,
-        user_id: String,
-        amount: i64,
-    },
-    Commit,
-    Cancel,
+    Step(Step),
 }
 
 /// The result of one phase at one participant.
@@ -147,7 +157,7 @@ pub enum Outcome {
     Done,
     Refused(Refusal),
     /// Too little right now, but undecided transactions hold enough: nothing was recorded,
-    /// and the coordinator asks again shortly (stock only; see the payment service).
+    /// and the coordinator asks again shortly (stock only; see `AccountKind::waits_for_holds`).
     Busy,
 }
 
@@ -186,6 +196,7 @@ pub fn step_key(tx: &str, participant: Participant, phase: Phase) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Code;
 
     fn round_trip<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug + Clone>(body: T) {
         let env = Envelope::new("tx-1", ReplyTo { partition: 3 }, body);
@@ -194,24 +205,23 @@ mod tests {
 
     #[test]
     fn every_message_kind_round_trips() {
-        round_trip(StockCommand::Try {
+        round_trip(StockCommand::Step(Step {
+            phase: Phase::Try,
             protocol: Protocol::TwoPc,
-            items: vec![("a".into(), 2)],
-        });
-        round_trip(StockCommand::Cancel);
+            lines: vec![("a".into(), 2)],
+        }));
         round_trip(StockCommand::Price {
             item_id: "7".into(),
         });
-        round_trip(PaymentCommand::Try {
+        round_trip(PaymentCommand::Step(Step {
+            phase: Phase::Cancel,
             protocol: Protocol::Saga,
-            user_id: "u".into(),
-            amount: i64::MAX,
-        });
-        round_trip(PaymentCommand::Commit);
+            lines: vec![("u".into(), i64::MAX)],
+        }));
         round_trip(OrderReply::Step {
             participant: Participant::Payment,
             phase: Phase::Try,
-            outcome: Outcome::Refused(Refusal::new("insufficient_credit", "no")),
+            outcome: Outcome::Refused(Refusal::new(Code::InsufficientCredit, "no")),
         });
         round_trip(OrderReply::Price {
             item_id: "1".into(),
@@ -221,10 +231,28 @@ mod tests {
 
     #[test]
     fn unknown_versions_and_garbage_are_rejected() {
-        let mut env = Envelope::new("t", ReplyTo { partition: 0 }, StockCommand::Commit);
+        let commit = PaymentCommand::Step(Step {
+            phase: Phase::Commit,
+            protocol: Protocol::Saga,
+            lines: Vec::new(),
+        });
+        let mut env = Envelope::new("t", ReplyTo { partition: 0 }, commit);
         env.v = 99;
-        assert!(Envelope::<StockCommand>::decode(&env.encode()).is_err());
+        assert!(Envelope::<PaymentCommand>::decode(&env.encode()).is_err());
         assert!(Envelope::<StockCommand>::decode(b"{not json").is_err());
+        let unknown_code = br#"{"v":1,"tx":"t","reply_to":{"partition":0},"sent_ms":1,
+            "body":{"kind":"step","participant":"stock","phase":"try",
+            "outcome":{"result":"refused","code":"out_of_stonk","detail":""}}}"#;
+        assert!(Envelope::<OrderReply>::decode(unknown_code).is_err());
+    }
+
+    #[test]
+    fn protocols_parse_strictly() {
+        assert_eq!(Protocol::parse(" 2PC "), Some(Protocol::TwoPc));
+        assert_eq!(Protocol::parse("Saga"), Some(Protocol::Saga));
+        for bad in ["twopc", "3pc", "", "sagas"] {
+            assert_eq!(Protocol::parse(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

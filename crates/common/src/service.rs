@@ -5,12 +5,17 @@ use std::future::Future;
 use std::time::Duration;
 
 use axum::Router;
+use futures::future::BoxFuture;
 use redis::aio::ConnectionManager;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::bus::Bus;
+use crate::bus::{Bus, Topics};
 use crate::error::{Error, Result};
+use crate::ledger::{AccountKind, Ledger};
+use crate::protocol::{Envelope, OrderReply};
 use crate::settings::Settings;
 
 /// How long a starting service waits for its Redis and Kafka before it gives up (and the
@@ -36,15 +41,16 @@ impl Deps {
         })
     }
 
-    /// Readiness: Redis answers and Kafka answers.
+    /// Readiness: the service can serve its own routes, i.e. its Redis answers. Kafka is not
+    /// asked: stock and payment routes do not need it, and checkout answers 503 by itself
+    /// while the broker is away, so a broker outage takes no pod out of service.
     pub fn readiness(
         &self,
-    ) -> impl Fn() -> std::pin::Pin<Box<dyn Future<Output = bool> + Send>> + Clone + Send + Sync + 'static
-    {
-        let (redis, bus) = (self.redis.clone(), self.bus.clone());
+    ) -> impl Fn() -> BoxFuture<'static, bool> + Clone + Send + Sync + 'static {
+        let redis = self.redis.clone();
         move || {
-            let (redis, bus) = (redis.clone(), bus.clone());
-            Box::pin(async move { crate::db::is_ready(&redis).await && bus.is_ready().await })
+            let redis = redis.clone();
+            Box::pin(async move { crate::db::is_ready(&redis).await })
         }
     }
 }
@@ -83,43 +89,49 @@ pub async fn run(listener: TcpListener, router: Router, shutdown: CancellationTo
 #[derive(Clone)]
 pub struct Participant {
     pub deps: Deps,
-    pub ledger: crate::ledger::Ledger,
+    pub ledger: Ledger,
 }
 
-/// Runs a participant service: its Kafka command loop on `topic` (consumer group `group`)
-/// beside its HTTP API (`router`), both until `shutdown`.
-#[allow(clippy::too_many_arguments)]
-pub async fn run_participant<C, F>(
-    deps: Deps,
-    accounts: crate::ledger::AccountKind,
-    topic: String,
-    group: &'static str,
-    handle: fn(Participant, crate::protocol::Envelope<C>) -> F,
-    router: fn(Participant) -> Router,
-    listener: TcpListener,
-    shutdown: CancellationToken,
-) -> Result<()>
+/// What makes a participant service: its accounts, its command topic, how it answers a
+/// command, and its HTTP routes. Stock and payment are each one of these.
+pub struct ParticipantSpec<C> {
+    pub accounts: AccountKind,
+    pub topic: fn(&Topics) -> &str,
+    pub handle: fn(Participant, Envelope<C>) -> BoxFuture<'static, Option<OrderReply>>,
+    pub router: fn(Participant) -> Router,
+}
+
+impl<C> ParticipantSpec<C>
 where
-    C: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
-    F: Future<Output = crate::protocol::OrderReply> + Send + 'static,
+    C: Serialize + DeserializeOwned + Send + 'static,
 {
-    let app = Participant {
-        ledger: crate::ledger::Ledger::new(deps.redis.clone(), accounts),
-        deps,
-    };
-    let for_commands = app.clone();
-    let on_command = move |envelope| handle(for_commands.clone(), envelope);
-    let commands = tokio::spawn(crate::bus::commands::run(
-        app.deps.bus.clone(),
-        topic,
-        group,
-        on_command,
-        shutdown.clone(),
-    ));
-    run(listener, router(app), shutdown).await?;
-    commands
-        .await
-        .map_err(|e| Error::Internal(format!("command loop: {e}")))?
+    /// Runs the participant: its Kafka command loop (consumer group named after it) beside its
+    /// HTTP API, both until `shutdown`.
+    pub async fn run(
+        &self,
+        deps: Deps,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+    ) -> Result<()> {
+        let retention = deps.settings.state_retention;
+        let app = Participant {
+            ledger: Ledger::new(deps.redis.clone(), self.accounts, retention),
+            deps,
+        };
+        let (for_commands, handle) = (app.clone(), self.handle);
+        let on_command = move |envelope| handle(for_commands.clone(), envelope);
+        let commands = tokio::spawn(crate::bus::commands::run(
+            app.deps.bus.clone(),
+            (self.topic)(&app.deps.bus.topics).to_string(),
+            self.accounts.participant.as_str(),
+            on_command,
+            shutdown.clone(),
+        ));
+        run(listener, (self.router)(app), shutdown).await?;
+        commands
+            .await
+            .map_err(|e| Error::Internal(format!("command loop: {e}")))?
+    }
 }
 
 /// The whole `main` of a service: telemetry, settings, bind, connect, then `app` until

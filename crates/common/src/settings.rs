@@ -1,4 +1,5 @@
-//! Typed service settings, read once from the environment and validated at start-up.
+//! Typed service settings, read once from the environment and validated at start-up: a
+//! value out of range stops the service with a message naming the variable.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -41,6 +42,15 @@ pub struct Settings {
     pub step_retry: Duration,
     /// `LEASE_MS`: how long a coordinator owns a transaction without renewing its lease.
     pub lease: Duration,
+    /// `STATE_RETENTION_S`: how long the records of a finished checkout live (the order's
+    /// transaction record, the participants' step records). A participant applies no try
+    /// older than half of it, so it must leave room for a lease and a resend after that.
+    pub state_retention: Duration,
+    /// `MAX_INFLIGHT_CHECKOUTS`: checkouts one order replica drives at once; beyond it,
+    /// checkout answers 503 at once.
+    pub max_inflight_checkouts: usize,
+    /// `ADMIN_TOKEN`: when set, `batch_init` requires `Authorization: Bearer <token>`.
+    pub admin_token: Option<String>,
 }
 
 impl Settings {
@@ -60,6 +70,18 @@ impl Settings {
                 }),
             }
         };
+        let within = |k: &str, default: u64, min: u64, max: u64| -> Result<u64> {
+            let v = number(k, default)?;
+            if v < min || v > max {
+                return Err(Error::Config(format!(
+                    "{k} must be between {min} and {max}, got {v}"
+                )));
+            }
+            Ok(v)
+        };
+        let millis = |k: &str, default: u64, min: u64| -> Result<Duration> {
+            within(k, default, min, 3_600_000).map(Duration::from_millis)
+        };
         let http_addr = text("HTTP_ADDR", "127.0.0.1:8080");
         let protocol = text("CHECKOUT_PROTOCOL", "saga");
         let settings = Settings {
@@ -74,16 +96,26 @@ impl Settings {
                     "CHECKOUT_PROTOCOL must be saga or 2pc, got {protocol:?}"
                 ))
             })?,
-            partitions: number("KAFKA_PARTITIONS", 16)?.clamp(1, 1024) as i32,
-            replication: number("KAFKA_REPLICATION", 1)?.clamp(1, 16) as i32,
+            partitions: within("KAFKA_PARTITIONS", 16, 1, 1024)? as i32,
+            replication: within("KAFKA_REPLICATION", 1, 1, 16)? as i32,
             topic_prefix: text("TOPIC_PREFIX", ""),
-            linger_ms: number("KAFKA_LINGER_MS", 2)?.min(1000) as u32,
-            fetch_wait_ms: number("KAFKA_FETCH_WAIT_MS", 3)?.min(10_000) as u32,
-            fetch_min_bytes: number("KAFKA_FETCH_MIN_BYTES", 4096)?.clamp(1, 1 << 20) as u32,
-            checkout_timeout: Duration::from_millis(number("CHECKOUT_TIMEOUT_MS", 20_000)?),
-            step_retry: Duration::from_millis(number("STEP_RETRY_MS", 1_500)?.max(50)),
-            lease: Duration::from_millis(number("LEASE_MS", 4_000)?.max(500)),
+            linger_ms: within("KAFKA_LINGER_MS", 2, 0, 1000)? as u32,
+            fetch_wait_ms: within("KAFKA_FETCH_WAIT_MS", 3, 0, 10_000)? as u32,
+            fetch_min_bytes: within("KAFKA_FETCH_MIN_BYTES", 4096, 1, 1 << 20)? as u32,
+            checkout_timeout: millis("CHECKOUT_TIMEOUT_MS", 10_000, 100)?,
+            step_retry: millis("STEP_RETRY_MS", 1_500, 50)?,
+            lease: millis("LEASE_MS", 4_000, 500)?,
+            state_retention: Duration::from_secs(within("STATE_RETENTION_S", 600, 1, 30 * 86_400)?),
+            max_inflight_checkouts: within("MAX_INFLIGHT_CHECKOUTS", 512, 1, 1_000_000)? as usize,
+            admin_token: get("ADMIN_TOKEN").filter(|t| !t.is_empty()),
         };
+        let least = 2 * (settings.lease + settings.step_retry);
+        if settings.state_retention < least {
+            return Err(Error::Config(format!(
+                "STATE_RETENTION_S must be at least {}s: twice a lease and a resend (LEASE_MS, STEP_RETRY_MS), so that no stale copy of a command outlives its record",
+                least.as_secs_f64().ceil()
+            )));
+        }
         Ok(settings)
     }
 
@@ -140,5 +172,17 @@ mod tests {
         assert!(settings(&[("CHECKOUT_PROTOCOL", "3pc")]).is_err());
         assert!(settings(&[("HTTP_ADDR", "nowhere")]).is_err());
         assert!(settings(&[("KAFKA_PARTITIONS", "-1")]).is_err());
+        assert!(settings(&[("KAFKA_PARTITIONS", "0")]).is_err());
+        assert!(settings(&[("LEASE_MS", "10")]).is_err());
+        assert!(settings(&[("STATE_RETENTION_S", "5")]).is_err());
+        assert!(settings(&[("MAX_INFLIGHT_CHECKOUTS", "0")]).is_err());
+    }
+
+    #[test]
+    fn retention_and_admin_token_are_read() {
+        let s = settings(&[("STATE_RETENTION_S", "20"), ("ADMIN_TOKEN", "t")]).unwrap();
+        assert_eq!(s.state_retention, Duration::from_secs(20));
+        assert_eq!(s.admin_token.as_deref(), Some("t"));
+        assert_eq!(settings(&[("ADMIN_TOKEN", "")]).unwrap().admin_token, None);
     }
 }

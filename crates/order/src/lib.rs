@@ -1,14 +1,15 @@
 //! The order service: orders in its own Redis, and the coordinator of checkout.
 //!
 //! - [`routes`] — the public HTTP API under `/orders`.
-//! - [`store`] — orders and transaction records in Redis (Lua scripts in `lua/`).
+//! - [`orders`] — orders in Redis (Lua scripts in `lua/`).
 //! - [`prices`] — item prices from the stock service, over Kafka, cached.
-//! - [`checkout`] — the saga / 2PC coordinator, its state machine and its recovery.
+//! - [`checkout`] — the saga / 2PC coordinator: its state machine, its transaction log and
+//!   its recovery.
 
 pub mod checkout;
+pub mod orders;
 pub mod prices;
 pub mod routes;
-pub mod store;
 
 use std::sync::Arc;
 
@@ -19,25 +20,27 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use checkout::Coordinator;
+use checkout::log::TxLog;
+use orders::Orders;
 use prices::Prices;
-use store::Store;
 
 /// Shared state of the handlers.
 pub struct App {
     pub deps: Deps,
-    pub store: Store,
+    pub orders: Orders,
     pub prices: Prices,
     pub coordinator: Arc<Coordinator>,
 }
 
-/// Starts the reply router and recovery, and serves HTTP on `listener` until `shutdown`.
+/// Starts the reply router, the broker probe and recovery, and serves HTTP on `listener`
+/// until `shutdown`.
 pub async fn run(deps: Deps, listener: TcpListener, shutdown: CancellationToken) -> Result<()> {
     let replies = Replies::start(&deps.bus, shutdown.clone())?;
-    let store = Store::new(deps.redis.clone());
     let settings = deps.settings.clone();
     let coordinator = Coordinator::new(
-        store.clone(),
+        TxLog::new(deps.redis.clone(), settings.state_retention),
         deps.bus.clone(),
+        deps.bus.watch_health(shutdown.clone()),
         replies.clone(),
         settings.clone(),
     );
@@ -48,8 +51,8 @@ pub async fn run(deps: Deps, listener: TcpListener, shutdown: CancellationToken)
     ));
     tracing::info!(protocol = settings.protocol.as_str(), replica = %settings.replica_id, "order service starting");
     let app = Arc::new(App {
+        orders: Orders::new(deps.redis.clone()),
         deps,
-        store,
         prices,
         coordinator,
     });

@@ -8,10 +8,14 @@ use std::time::Duration;
 use common::bus::Bus;
 use common::bus::replies::Replies;
 use common::protocol::{Envelope, OrderReply, StockCommand};
-use common::{Error, Result};
+use common::{Error, Noun, Result};
 
 /// Lookups give up after this many unanswered tries (each `step_retry` long).
 const TRIES: u32 = 4;
+
+/// The cache is dropped whole when it reaches this many prices, so its memory is bounded
+/// whatever the number of items (refilling costs one lookup per item).
+const CACHE_BOUND: usize = 1 << 20;
 
 pub struct Prices {
     cache: RwLock<HashMap<String, i64>>,
@@ -51,13 +55,14 @@ impl Prices {
                 Some(OrderReply::Price {
                     price: Some(price), ..
                 }) => {
-                    self.cache
-                        .write()
-                        .expect("lock poisoned")
-                        .insert(item_id.to_string(), price);
+                    let mut cache = self.cache.write().expect("lock poisoned");
+                    if cache.len() >= CACHE_BOUND {
+                        cache.clear();
+                    }
+                    cache.insert(item_id.to_string(), price);
                     return Ok(price);
                 }
-                Some(_) => return Err(Error::not_found("item", item_id)),
+                Some(_) => return Err(Error::not_found(Noun::Item, item_id)),
                 None => {}
             }
         }

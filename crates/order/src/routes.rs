@@ -2,17 +2,17 @@
 
 use std::sync::Arc;
 
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use common::http::{Message, Params, require_admin};
 use common::input::{self, Amount, Count, Quantity};
-use common::{Error, Result};
-use rand::Rng;
-use serde_json::{Value, json};
+use common::{Error, Noun, Result};
+use serde::Serialize;
 
 use crate::App;
-use crate::store::AddItem;
+use crate::orders::{NewOrders, already_paid, overflow};
 
 pub fn router(app: Arc<App>) -> Router {
     let routes = Router::new()
@@ -30,21 +30,49 @@ pub fn router(app: Arc<App>) -> Router {
     common::http::with_common_routes(routes, app.deps.readiness()).with_state(app)
 }
 
-type P<T> = Result<Path<T>, PathRejection>;
+#[derive(Serialize)]
+struct Created {
+    order_id: String,
+}
 
-async fn create(State(app): State<Arc<App>>, path: P<String>) -> Result<Json<Value>> {
-    let Path(user_id) = path.map_err(common::http::path_error)?;
+#[derive(Serialize)]
+struct Found {
+    order_id: String,
+    paid: bool,
+    items: Vec<(String, i64)>,
+    user_id: String,
+    total_cost: i64,
+}
+
+#[derive(Serialize)]
+struct ItemAdded {
+    order_id: String,
+    item_id: String,
+    quantity: i64,
+    total_cost: i64,
+}
+
+#[derive(Serialize)]
+struct Paid {
+    order_id: String,
+    paid: bool,
+}
+
+async fn create(
+    State(app): State<Arc<App>>,
+    Params(user_id): Params<String>,
+) -> Result<Json<Created>> {
     let user_id = input::id(&user_id, "user_id")?;
-    let id = uuid::Uuid::new_v4().to_string();
-    app.store.create(&id, &user_id).await?;
-    Ok(Json(json!({ "order_id": id })))
+    let order_id = app.orders.create(&user_id).await?;
+    Ok(Json(Created { order_id }))
 }
 
 async fn batch_init(
     State(app): State<Arc<App>>,
-    path: P<(String, String, String, String)>,
-) -> Result<Json<Value>> {
-    let Path((n, n_items, n_users, price)) = path.map_err(common::http::path_error)?;
+    headers: HeaderMap,
+    Params((n, n_items, n_users, price)): Params<(String, String, String, String)>,
+) -> Result<Json<Message>> {
+    require_admin(&headers, app.deps.settings.admin_token.as_deref())?;
     let n = Count::parse(&n, "n")?.get();
     let n_items = Count::parse(&n_items, "n_items")?.get();
     let n_users = Count::parse(&n_users, "n_users")?.get();
@@ -57,83 +85,71 @@ async fn batch_init(
     let total = price.checked_mul(2).ok_or_else(|| {
         Error::BadInput("item_price is too large: twice it must fit in 64 bits".into())
     })?;
-    for chunk in common::db::chunks(n, 10_000) {
-        let orders: Vec<(u64, u64, [u64; 2])> = {
-            let mut rng = rand::rng();
-            chunk
-                .map(|id| {
-                    let items = [rng.random_range(0..n_items), rng.random_range(0..n_items)];
-                    (id, rng.random_range(0..n_users), items)
-                })
-                .collect()
-        };
-        app.store.put_many(&orders, total).await?;
-    }
-    Ok(Json(
-        json!({ "msg": format!("batch init for orders successful: {n} orders") }),
-    ))
+    let batch = NewOrders {
+        n,
+        n_items,
+        n_users,
+        total,
+    };
+    app.orders.batch_init(batch).await?;
+    Ok(Json(Message::new(format!(
+        "batch init for orders successful: {n} orders"
+    ))))
 }
 
-async fn find(State(app): State<Arc<App>>, path: P<String>) -> Result<Json<Value>> {
-    let Path(id) = path.map_err(common::http::path_error)?;
-    let id = input::id(&id, "order_id")?;
-    let order = common::db::retry(common::db::READ_PATIENCE, || app.store.find(&id))
+async fn find(State(app): State<Arc<App>>, Params(id): Params<String>) -> Result<Json<Found>> {
+    let order_id = input::id(&id, "order_id")?;
+    let order = app
+        .orders
+        .find(&order_id)
         .await?
-        .ok_or_else(|| Error::not_found("order", &id))?;
-    Ok(Json(json!({
-        "order_id": id,
-        "paid": order.paid,
-        "items": order.items,
-        "user_id": order.user_id,
-        "total_cost": order.total_cost,
-    })))
+        .ok_or_else(|| Error::not_found(Noun::Order, &order_id))?;
+    Ok(Json(Found {
+        order_id,
+        paid: order.paid,
+        items: order.items,
+        user_id: order.user_id,
+        total_cost: order.total_cost,
+    }))
 }
 
 async fn add_item(
     State(app): State<Arc<App>>,
-    path: P<(String, String, String)>,
-) -> Result<Json<Value>> {
-    let Path((id, item_id, quantity)) = path.map_err(common::http::path_error)?;
-    let id = input::id(&id, "order_id")?;
+    Params((id, item_id, quantity)): Params<(String, String, String)>,
+) -> Result<Json<ItemAdded>> {
+    let order_id = input::id(&id, "order_id")?;
     let item_id = input::id(&item_id, "item_id")?;
     let quantity = Quantity::parse(&quantity)?.get();
     // Refuse early, before asking another service: the script checks again atomically.
-    let order = common::db::retry(common::db::READ_PATIENCE, || app.store.find(&id))
+    let order = app
+        .orders
+        .find(&order_id)
         .await?
-        .ok_or_else(|| Error::not_found("order", &id))?;
+        .ok_or_else(|| Error::not_found(Noun::Order, &order_id))?;
     if order.paid {
-        return Err(already_paid(&id));
+        return Err(already_paid(&order_id));
     }
     let price = app.prices.get(&item_id).await?;
-    let cost = quantity.checked_mul(price).ok_or_else(|| overflow(&id))?;
-    match app.store.add_item(&id, &item_id, quantity, cost).await? {
-        AddItem::Ok => {
-            let total = order.total_cost.saturating_add(cost);
-            Ok(Json(
-                json!({ "order_id": id, "item_id": item_id, "quantity": quantity, "total_cost": total }),
-            ))
-        }
-        AddItem::NotFound => Err(Error::not_found("order", &id)),
-        AddItem::Paid => Err(already_paid(&id)),
-        AddItem::Busy => Err(Error::refused(
-            "checkout_in_progress",
-            format!("order {id:?} is being checked out; items cannot change now"),
-        )),
-        AddItem::Overflow => Err(overflow(&id)),
-    }
+    let cost = quantity
+        .checked_mul(price)
+        .ok_or_else(|| overflow(&order_id))?;
+    let total_cost = app
+        .orders
+        .add_item(&order_id, &item_id, quantity, cost)
+        .await?;
+    Ok(Json(ItemAdded {
+        order_id,
+        item_id,
+        quantity,
+        total_cost,
+    }))
 }
 
-async fn checkout(State(app): State<Arc<App>>, path: P<String>) -> Result<Json<Value>> {
-    let Path(id) = path.map_err(common::http::path_error)?;
-    let id = input::id(&id, "order_id")?;
-    app.coordinator.checkout(&id).await?;
-    Ok(Json(json!({ "order_id": id, "paid": true })))
-}
-
-fn already_paid(id: &str) -> Error {
-    Error::refused("already_paid", format!("order {id:?} is already paid"))
-}
-
-fn overflow(id: &str) -> Error {
-    Error::BadInput(format!("the total cost of order {id:?} would overflow"))
+async fn checkout(State(app): State<Arc<App>>, Params(id): Params<String>) -> Result<Json<Paid>> {
+    let order_id = input::id(&id, "order_id")?;
+    app.coordinator.checkout(&order_id).await?;
+    Ok(Json(Paid {
+        order_id,
+        paid: true,
+    }))
 }

@@ -1,20 +1,15 @@
-//! Commands from the order service, applied exactly once.
+//! Commands from the order service: checkout steps, applied exactly once.
 
-use common::protocol::{Envelope, OrderReply, PaymentCommand, Phase, Protocol};
+use common::protocol::{Envelope, OrderReply, PaymentCommand};
+use common::service::Participant;
+use futures::future::BoxFuture;
 
-use crate::App;
-
-pub async fn handle(app: App, envelope: Envelope<PaymentCommand>) -> OrderReply {
-    let (phase, protocol, lines) = match envelope.body {
-        PaymentCommand::Try {
-            protocol,
-            user_id,
-            amount,
-        } => (Phase::Try, protocol, vec![(user_id, amount)]),
-        PaymentCommand::Commit => (Phase::Commit, Protocol::TwoPc, Vec::new()),
-        PaymentCommand::Cancel => (Phase::Cancel, Protocol::Saga, Vec::new()),
-    };
-    app.ledger
-        .apply(&envelope.tx, phase, protocol, &lines)
-        .await
+pub fn handle(
+    app: Participant,
+    envelope: Envelope<PaymentCommand>,
+) -> BoxFuture<'static, Option<OrderReply>> {
+    Box::pin(async move {
+        let PaymentCommand::Step(step) = &envelope.body;
+        app.ledger.apply(&envelope, step).await
+    })
 }

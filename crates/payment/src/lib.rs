@@ -1,35 +1,29 @@
 //! The payment service: users with a credit balance, in its own Redis.
 //!
 //! - [`routes`] — the public HTTP API under `/payment`.
-//! - [`commands`] — the Kafka command handler — the checkout steps.
+//! - [`commands`] — the Kafka command handler: the checkout steps.
 
 pub mod commands;
 pub mod routes;
 
-use common::Result;
 use common::ledger::AccountKind;
-use common::protocol::Participant;
-use common::service::{self, Deps};
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
+use common::protocol::{Participant, PaymentCommand};
+use common::service::ParticipantSpec;
+use common::{Code, Noun};
 
+/// Users: `user:{id}` → `credit`.
 pub const USERS: AccountKind = AccountKind {
-    noun: "user",
+    noun: Noun::User,
     field: "credit",
-    too_little: "insufficient_credit",
+    too_little: Code::InsufficientCredit,
     waits_for_holds: false,
     participant: Participant::Payment,
 };
 
-/// Shared state of the handlers.
-pub type App = service::Participant;
-
-/// Starts the command loop and serves HTTP on `listener` until `shutdown`.
-pub async fn run(deps: Deps, listener: TcpListener, shutdown: CancellationToken) -> Result<()> {
-    let topic = deps.bus.topics.payment.clone();
-    let (handle, router) = (commands::handle, routes::router);
-    service::run_participant(
-        deps, USERS, topic, "payment", handle, router, listener, shutdown,
-    )
-    .await
-}
+/// The payment service as a participant: run it with [`ParticipantSpec::run`].
+pub const SERVICE: ParticipantSpec<PaymentCommand> = ParticipantSpec {
+    accounts: USERS,
+    topic: |topics| &topics.payment,
+    handle: commands::handle,
+    router: routes::router,
+};

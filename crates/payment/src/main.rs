@@ -1,4 +1,7 @@
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    Ok(common::service::launch(payment::run).await?)
+    Ok(common::service::launch(|deps, listener, shutdown| {
+        payment::SERVICE.run(deps, listener, shutdown)
+    })
+    .await?)
 }

@@ -1,18 +1,17 @@
 //! `/payment/...`: the public HTTP API of the payment service.
 
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use common::http::{Message, Params, require_admin};
 use common::input::{self, Amount, Count};
-use common::ledger::Adjusted;
-use common::{Error, Result};
-use redis::AsyncCommands;
-use serde_json::{Value, json};
+use common::ledger::Direction;
+use common::service::Participant;
+use common::{Error, Noun, Result};
+use serde::Serialize;
 
-use crate::App;
-
-pub fn router(app: App) -> Router {
+pub fn router(app: Participant) -> Router {
     let routes = Router::new()
         .route("/payment/create_user", post(create_user))
         .route("/payment/batch_init/{n}/{starting_money}", post(batch_init))
@@ -22,79 +21,71 @@ pub fn router(app: App) -> Router {
     common::http::with_common_routes(routes, app.deps.readiness()).with_state(app)
 }
 
-type P<T> = Result<Path<T>, PathRejection>;
-
-async fn create_user(State(app): State<App>) -> Result<Json<Value>> {
-    let id = uuid::Uuid::new_v4().to_string();
-    let mut redis = app.deps.redis.clone();
-    let _: () = redis.hset(app.ledger.key(&id), "credit", 0).await?;
-    Ok(Json(json!({ "user_id": id })))
+#[derive(Serialize)]
+struct User {
+    user_id: String,
+    credit: i64,
 }
 
-async fn batch_init(State(app): State<App>, path: P<(String, String)>) -> Result<Json<Value>> {
-    let Path((n, money)) = path.map_err(common::http::path_error)?;
-    let n = Count::parse(&n, "n")?;
-    let money = Amount::parse(&money, "starting_money")?;
-    let mut redis = app.deps.redis.clone();
-    for chunk in common::db::chunks(n.get(), 10_000) {
-        let mut pipe = redis::pipe();
-        for i in chunk {
-            pipe.del(app.ledger.key(&i.to_string())).ignore();
-            pipe.hset(app.ledger.key(&i.to_string()), "credit", money.get())
-                .ignore();
-        }
-        let _: () = pipe.query_async(&mut redis).await?;
-    }
-    Ok(Json(
-        json!({ "msg": format!("batch init for users successful: {} users", n.get()) }),
-    ))
+#[derive(Serialize)]
+struct Created {
+    user_id: String,
 }
 
-async fn find_user(State(app): State<App>, path: P<String>) -> Result<Json<Value>> {
-    let Path(id) = path.map_err(common::http::path_error)?;
-    let id = input::id(&id, "user_id")?;
-    let key = app.ledger.key(&id);
-    let credit: Option<i64> = common::db::retry(common::db::READ_PATIENCE, || {
-        let (mut redis, key) = (app.deps.redis.clone(), key.clone());
-        async move { Ok(redis.hget(key, "credit").await?) }
-    })
-    .await?;
-    match credit {
-        Some(credit) => Ok(Json(json!({ "user_id": id, "credit": credit }))),
-        None => Err(Error::not_found("user", id)),
-    }
+#[derive(Serialize)]
+struct Done {
+    done: bool,
 }
 
-async fn add_funds(State(app): State<App>, path: P<(String, String)>) -> Result<Json<Value>> {
-    let (id, amount) = parse(path)?;
-    match app.ledger.adjust(&id, i128::from(amount.get())).await? {
-        Adjusted::Ok(_) => Ok(Json(json!({ "done": true }))),
-        Adjusted::NotFound => Err(Error::not_found("user", id)),
-        Adjusted::Overflow => Err(Error::BadInput(format!(
-            "adding {} to user {id:?} would overflow the credit",
-            amount.get()
-        ))),
-        Adjusted::TooLittle => Err(Error::Internal("adding funds cannot go below zero".into())),
+async fn create_user(State(app): State<Participant>) -> Result<Json<Created>> {
+    let user_id = app.ledger.create(None).await?;
+    Ok(Json(Created { user_id }))
+}
+
+async fn batch_init(
+    State(app): State<Participant>,
+    headers: HeaderMap,
+    Params((n, money)): Params<(String, String)>,
+) -> Result<Json<Message>> {
+    require_admin(&headers, app.deps.settings.admin_token.as_deref())?;
+    let n = Count::parse(&n, "n")?.get();
+    let money = Amount::parse(&money, "starting_money")?.get();
+    app.ledger.batch_init(n, money, None).await?;
+    Ok(Json(Message::new(format!(
+        "batch init for users successful: {n} users"
+    ))))
+}
+
+async fn find_user(
+    State(app): State<Participant>,
+    Params(id): Params<String>,
+) -> Result<Json<User>> {
+    let user_id = input::id(&id, "user_id")?;
+    match app.ledger.find(&user_id).await? {
+        Some(user) => Ok(Json(User {
+            user_id,
+            credit: user.available,
+        })),
+        None => Err(Error::not_found(Noun::User, user_id)),
     }
 }
 
-async fn pay(State(app): State<App>, path: P<(String, String)>) -> Result<Json<Value>> {
-    let (id, amount) = parse(path)?;
-    match app.ledger.adjust(&id, -i128::from(amount.get())).await? {
-        Adjusted::Ok(credit) => Ok(Json(json!({ "user_id": id, "credit": credit }))),
-        Adjusted::NotFound => Err(Error::not_found("user", id)),
-        Adjusted::TooLittle => Err(Error::refused(
-            "insufficient_credit",
-            format!("user {id:?} has less than {} credit", amount.get()),
-        )),
-        Adjusted::Overflow => Err(Error::Internal("paying cannot overflow".into())),
-    }
+async fn add_funds(
+    State(app): State<Participant>,
+    Params((id, amount)): Params<(String, String)>,
+) -> Result<Json<Done>> {
+    let user_id = input::id(&id, "user_id")?;
+    let amount = Amount::parse(&amount, "amount")?.get();
+    app.ledger.adjust(&user_id, Direction::Add, amount).await?;
+    Ok(Json(Done { done: true }))
 }
 
-fn parse(path: P<(String, String)>) -> Result<(String, Amount)> {
-    let Path((id, amount)) = path.map_err(common::http::path_error)?;
-    Ok((
-        input::id(&id, "user_id")?,
-        Amount::parse(&amount, "amount")?,
-    ))
+async fn pay(
+    State(app): State<Participant>,
+    Params((id, amount)): Params<(String, String)>,
+) -> Result<Json<User>> {
+    let user_id = input::id(&id, "user_id")?;
+    let amount = Amount::parse(&amount, "amount")?.get();
+    let credit = app.ledger.adjust(&user_id, Direction::Take, amount).await?;
+    Ok(Json(User { user_id, credit }))
 }

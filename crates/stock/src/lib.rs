@@ -1,35 +1,29 @@
 //! The stock service: items with a price and a stock count, in its own Redis.
 //!
 //! - [`routes`] — the public HTTP API under `/stock`.
-//! - [`commands`] — the Kafka command handler — checkout steps and price lookups.
+//! - [`commands`] — the Kafka command handler: checkout steps and price lookups.
 
 pub mod commands;
 pub mod routes;
 
-use common::Result;
 use common::ledger::AccountKind;
-use common::protocol::Participant;
-use common::service::{self, Deps};
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
+use common::protocol::{Participant, StockCommand};
+use common::service::ParticipantSpec;
+use common::{Code, Noun};
 
+/// Items: `item:{id}` → `stock` (and `price`, which never changes).
 pub const ITEMS: AccountKind = AccountKind {
-    noun: "item",
+    noun: Noun::Item,
     field: "stock",
-    too_little: "out_of_stock",
+    too_little: Code::OutOfStock,
     waits_for_holds: true,
     participant: Participant::Stock,
 };
 
-/// Shared state of the handlers.
-pub type App = service::Participant;
-
-/// Starts the command loop and serves HTTP on `listener` until `shutdown`.
-pub async fn run(deps: Deps, listener: TcpListener, shutdown: CancellationToken) -> Result<()> {
-    let topic = deps.bus.topics.stock.clone();
-    let (handle, router) = (commands::handle, routes::router);
-    service::run_participant(
-        deps, ITEMS, topic, "stock", handle, router, listener, shutdown,
-    )
-    .await
-}
+/// The stock service as a participant: run it with [`ParticipantSpec::run`].
+pub const SERVICE: ParticipantSpec<StockCommand> = ParticipantSpec {
+    accounts: ITEMS,
+    topic: |topics| &topics.stock,
+    handle: commands::handle,
+    router: routes::router,
+};

@@ -1,18 +1,17 @@
 //! `/stock/...`: the public HTTP API of the stock service.
 
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use common::http::{Message, Params, require_admin};
 use common::input::{self, Amount, Count};
-use common::ledger::Adjusted;
-use common::{Error, Result};
-use redis::AsyncCommands;
-use serde_json::{Value, json};
+use common::ledger::Direction;
+use common::service::Participant;
+use common::{Error, Noun, Result};
+use serde::Serialize;
 
-use crate::App;
-
-pub fn router(app: App) -> Router {
+pub fn router(app: Participant) -> Router {
     let routes = Router::new()
         .route("/stock/item/create/{price}", post(create))
         .route(
@@ -25,96 +24,76 @@ pub fn router(app: App) -> Router {
     common::http::with_common_routes(routes, app.deps.readiness()).with_state(app)
 }
 
-type P<T> = Result<Path<T>, PathRejection>;
+#[derive(Serialize)]
+struct Created {
+    item_id: String,
+}
 
-async fn create(State(app): State<App>, path: P<String>) -> Result<Json<Value>> {
-    let Path(price) = path.map_err(common::http::path_error)?;
+#[derive(Serialize)]
+struct Item {
+    stock: i64,
+    price: i64,
+}
+
+#[derive(Serialize)]
+struct Adjusted {
+    item_id: String,
+    stock: i64,
+}
+
+async fn create(
+    State(app): State<Participant>,
+    Params(price): Params<String>,
+) -> Result<Json<Created>> {
     let price = Amount::parse(&price, "price")?;
-    let id = uuid::Uuid::new_v4().to_string();
-    let mut redis = app.deps.redis.clone();
-    let _: () = redis
-        .hset_multiple(app.ledger.key(&id), &[("stock", 0), ("price", price.get())])
-        .await?;
-    Ok(Json(json!({ "item_id": id })))
+    let item_id = app.ledger.create(Some(price.get())).await?;
+    Ok(Json(Created { item_id }))
 }
 
 async fn batch_init(
-    State(app): State<App>,
-    path: P<(String, String, String)>,
-) -> Result<Json<Value>> {
-    let Path((n, stock, price)) = path.map_err(common::http::path_error)?;
-    let n = Count::parse(&n, "n")?;
-    let (stock, price) = (
-        Amount::parse(&stock, "starting_stock")?,
-        Amount::parse(&price, "item_price")?,
-    );
-    let mut redis = app.deps.redis.clone();
-    for chunk in common::db::chunks(n.get(), 10_000) {
-        let mut pipe = redis::pipe();
-        for i in chunk {
-            pipe.del(app.ledger.key(&i.to_string())).ignore();
-            pipe.hset_multiple(
-                app.ledger.key(&i.to_string()),
-                &[("stock", stock.get()), ("price", price.get())],
-            )
-            .ignore();
-        }
-        let _: () = pipe.query_async(&mut redis).await?;
-    }
-    Ok(Json(
-        json!({ "msg": format!("batch init for stock successful: {} items", n.get()) }),
-    ))
+    State(app): State<Participant>,
+    headers: HeaderMap,
+    Params((n, stock, price)): Params<(String, String, String)>,
+) -> Result<Json<Message>> {
+    require_admin(&headers, app.deps.settings.admin_token.as_deref())?;
+    let n = Count::parse(&n, "n")?.get();
+    let stock = Amount::parse(&stock, "starting_stock")?.get();
+    let price = Amount::parse(&price, "item_price")?.get();
+    app.ledger.batch_init(n, stock, Some(price)).await?;
+    Ok(Json(Message::new(format!(
+        "batch init for stock successful: {n} items"
+    ))))
 }
 
-async fn find(State(app): State<App>, path: P<String>) -> Result<Json<Value>> {
-    let Path(id) = path.map_err(common::http::path_error)?;
+async fn find(State(app): State<Participant>, Params(id): Params<String>) -> Result<Json<Item>> {
     let id = input::id(&id, "item_id")?;
-    let key = app.ledger.key(&id);
-    let (stock, price): (Option<i64>, Option<i64>) =
-        common::db::retry(common::db::READ_PATIENCE, || {
-            let (mut redis, key) = (app.deps.redis.clone(), key.clone());
-            async move {
-                Ok(redis::cmd("HMGET")
-                    .arg(key)
-                    .arg("stock")
-                    .arg("price")
-                    .query_async(&mut redis)
-                    .await?)
-            }
-        })
-        .await?;
-    match (stock, price) {
-        (Some(stock), Some(price)) => Ok(Json(json!({ "stock": stock, "price": price }))),
-        _ => Err(Error::not_found("item", id)),
+    match app.ledger.find(&id).await? {
+        Some(item) => Ok(Json(Item {
+            stock: item.available,
+            price: item.price.unwrap_or(0),
+        })),
+        None => Err(Error::not_found(Noun::Item, id)),
     }
 }
 
-async fn add(State(app): State<App>, path: P<(String, String)>) -> Result<Json<Value>> {
-    adjust(app, path, 1).await
+async fn add(app: State<Participant>, params: Params<(String, String)>) -> Result<Json<Adjusted>> {
+    adjust(app, params, Direction::Add).await
 }
 
-async fn subtract(State(app): State<App>, path: P<(String, String)>) -> Result<Json<Value>> {
-    adjust(app, path, -1).await
+async fn subtract(
+    app: State<Participant>,
+    params: Params<(String, String)>,
+) -> Result<Json<Adjusted>> {
+    adjust(app, params, Direction::Take).await
 }
 
-async fn adjust(app: App, path: P<(String, String)>, sign: i128) -> Result<Json<Value>> {
-    let Path((id, amount)) = path.map_err(common::http::path_error)?;
-    let id = input::id(&id, "item_id")?;
-    let amount = Amount::parse(&amount, "amount")?;
-    match app
-        .ledger
-        .adjust(&id, sign * i128::from(amount.get()))
-        .await?
-    {
-        Adjusted::Ok(stock) => Ok(Json(json!({ "item_id": id, "stock": stock }))),
-        Adjusted::NotFound => Err(Error::not_found("item", id)),
-        Adjusted::TooLittle => Err(Error::refused(
-            "out_of_stock",
-            format!("item {id:?} has less than {} in stock", amount.get()),
-        )),
-        Adjusted::Overflow => Err(Error::BadInput(format!(
-            "adding {} to item {id:?} would overflow its stock",
-            amount.get()
-        ))),
-    }
+async fn adjust(
+    State(app): State<Participant>,
+    Params((id, amount)): Params<(String, String)>,
+    direction: Direction,
+) -> Result<Json<Adjusted>> {
+    let item_id = input::id(&id, "item_id")?;
+    let amount = Amount::parse(&amount, "amount")?.get();
+    let stock = app.ledger.adjust(&item_id, direction, amount).await?;
+    Ok(Json(Adjusted { item_id, stock }))
 }

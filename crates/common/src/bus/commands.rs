@@ -27,8 +27,10 @@ const MAX_IN_FLIGHT: usize = 512;
 
 /// Runs the command loop of `group` on `topic` until `shutdown`.
 ///
-/// `handle` must be idempotent and must retry transient failures itself: whatever it returns
-/// is sent as the reply, and then the command counts as done.
+/// `handle` must be idempotent and must retry transient failures itself, for a bounded time:
+/// the reply it returns is sent, and then the command counts as done; `None` parks the command
+/// (it could not be applied; the handler logged why) and the partition flows on, since the
+/// coordinator sends every unanswered command again.
 ///
 /// A consumer that librdkafka declares fatally failed (a static member fenced after a broker
 /// restart, for instance) is replaced by a new one; the commands it was working on are simply
@@ -43,7 +45,7 @@ pub async fn run<C, H, F>(
 where
     C: Serialize + DeserializeOwned + Send + 'static,
     H: Fn(Envelope<C>) -> F + Send + Sync + 'static,
-    F: Future<Output = OrderReply> + Send + 'static,
+    F: Future<Output = Option<OrderReply>> + Send + 'static,
 {
     let handle = Arc::new(handle);
     while !shutdown.is_cancelled() {
@@ -76,7 +78,7 @@ async fn consume<C, H, F>(
 ) where
     C: Serialize + DeserializeOwned + Send + 'static,
     H: Fn(Envelope<C>) -> F + Send + Sync + 'static,
-    F: Future<Output = OrderReply> + Send + 'static,
+    F: Future<Output = Option<OrderReply>> + Send + 'static,
 {
     let mut health = tokio::time::interval(Duration::from_secs(1));
     let consumer = Arc::new(consumer);
@@ -116,8 +118,9 @@ async fn consume<C, H, F>(
                     match decoded {
                         Ok(envelope) => {
                             let (tx, reply_to) = (envelope.tx.clone(), envelope.reply_to);
-                            let reply = handle(envelope).await;
-                            send_reply(&bus, tx, reply_to.partition, reply).await;
+                            if let Some(reply) = handle(envelope).await {
+                                send_reply(&bus, tx, reply_to.partition, reply).await;
+                            }
                         }
                         Err(e) => tracing::error!(error = %e, partition, offset, "skipping undecodable command"),
                     }

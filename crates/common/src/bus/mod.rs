@@ -5,6 +5,8 @@
 pub mod commands;
 pub mod replies;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
@@ -15,6 +17,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
 use crate::protocol::Envelope;
@@ -104,6 +107,13 @@ impl Bus {
             &self.topics.payment,
             &self.topics.replies,
         ];
+        // Messages only need to live until they are consumed: a participant applies no try
+        // older than half the state retention, commits and cancels are idempotent without
+        // their records, and a coordinator resends what was not answered. So the log keeps
+        // twice the state retention (a minute at least), in segments small enough to be
+        // deleted on time, and disk stays flat under any load.
+        let retention_ms = (2 * self.settings.state_retention.as_millis()).max(60_000);
+        let retention_ms = retention_ms.to_string();
         let topics: Vec<NewTopic> = names
             .iter()
             .map(|name| {
@@ -112,6 +122,9 @@ impl Bus {
                     self.settings.partitions,
                     TopicReplication::Fixed(self.settings.replication),
                 )
+                .set("retention.ms", &retention_ms)
+                .set("segment.ms", &retention_ms)
+                .set("segment.bytes", "16777216")
             })
             .collect();
         let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(5)));
@@ -161,16 +174,59 @@ impl Bus {
         }
     }
 
-    /// True when the broker answers a metadata request.
+    /// True when the broker answers a metadata request within a second.
     pub async fn is_ready(&self) -> bool {
-        let producer = self.producer.clone();
+        let (producer, topic) = (self.producer.clone(), self.topics.replies.clone());
         tokio::task::spawn_blocking(move || {
             producer
                 .client()
-                .fetch_metadata(None, Duration::from_millis(1500))
+                .fetch_metadata(Some(&topic), Duration::from_secs(1))
                 .is_ok()
         })
         .await
         .unwrap_or(false)
+    }
+
+    /// Starts probing the broker every second until `shutdown`; the answer tells the order
+    /// service to refuse new checkouts at once, and to hand its transactions over, while the
+    /// broker is away (or frozen: a stopped broker keeps its connections open but answers
+    /// nothing, which only a request with a deadline notices).
+    pub fn watch_health(&self, shutdown: CancellationToken) -> BrokerHealth {
+        let health = BrokerHealth(Arc::new(AtomicBool::new(true)));
+        let (bus, flag) = (self.clone(), health.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tick.tick() => {}
+                }
+                let up = bus.is_ready().await;
+                if flag.0.swap(up, Ordering::Relaxed) != up {
+                    if up {
+                        tracing::info!("kafka answers again");
+                    } else {
+                        tracing::warn!("kafka does not answer; refusing new checkouts");
+                    }
+                }
+            }
+        });
+        health
+    }
+}
+
+/// Whether the broker answered its last probe (see [`Bus::watch_health`]).
+#[derive(Clone, Debug)]
+pub struct BrokerHealth(Arc<AtomicBool>);
+
+impl BrokerHealth {
+    pub fn is_up(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// A health that is always up, for callers that do not watch the broker.
+    pub fn always_up() -> Self {
+        Self(Arc::new(AtomicBool::new(true)))
     }
 }

@@ -1,12 +1,22 @@
 //! Checkout: the order service coordinates a distributed transaction with the stock and
 //! payment services, as a saga or as two-phase commit (see [`machine`]).
 //!
+//! - [`machine`] — the protocol as a pure state machine.
+//! - [`log`] — the write-ahead transaction records in Redis.
+//! - [`recovery`] — finishes transactions whose coordinator vanished.
+//!
 //! Every transaction is driven by one task that owns it through a lease in Redis. Before
 //! each step the task writes the transaction's state (the write-ahead record); it sends each
-//! phase's commands to both participants at once and resends them until they answer. The
-//! HTTP request only waits for the outcome, so a client that disconnects never leaves a
-//! transaction halfway; and [`recovery`] finishes transactions whose owner vanished.
+//! phase's step to both participants at once and resends it, backing off, until they answer
+//! or the phase's deadline passes. The HTTP request only waits for the outcome, so a client
+//! that disconnects never leaves a transaction halfway.
+//!
+//! Everything is bounded: at most `MAX_INFLIGHT_CHECKOUTS` drivers per replica (beyond it a
+//! checkout answers 503 before writing anything), every wait has a deadline, and a driver
+//! that cannot reach the broker or renew its lease stops sending and lets its lease expire,
+//! so that a replica that can drive the transaction takes it over.
 
+pub mod log;
 pub mod machine;
 pub mod recovery;
 
@@ -14,70 +24,87 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::bus::Bus;
 use common::bus::replies::Replies;
+use common::bus::{BrokerHealth, Bus};
 use common::protocol::{
-    Envelope, OrderReply, Outcome, Participant, PaymentCommand, Phase, StockCommand, step_key,
+    Envelope, OrderReply, Outcome, Participant, PaymentCommand, Phase, Step, StockCommand, step_key,
 };
-use common::{Error, Refusal, Result, Settings, db};
-use tokio::sync::watch;
+use common::{Error, Noun, Result, Settings, db};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::Instant;
 
-use crate::store::{Begin, Claim, Store, TxRecord};
-use machine::TxState;
-
-/// How long a try may keep finding its participant busy before it counts as refused.
-const BUSY_PATIENCE: Duration = Duration::from_secs(15);
+use log::{Begin, Claim, TxLog, TxRecord};
+use machine::{Abort, TxState};
 
 /// How a checkout ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Final {
     Committed,
-    Aborted(Refusal),
+    Aborted(Abort),
 }
 
 /// What the client is told about `tx` once that is settled: paid from the logged commit on,
-/// refused only once every participant has been cancelled.
+/// aborted only once every participant has been cancelled.
 fn outcome_of(tx: &TxRecord) -> Option<Final> {
     match tx.state {
         TxState::Committing | TxState::Committed => Some(Final::Committed),
-        TxState::Aborted => Some(Final::Aborted(
-            tx.refusal.clone().unwrap_or_else(machine::presumed_abort),
-        )),
+        TxState::Aborted => Some(Final::Aborted(tx.abort.clone().unwrap_or_else(|| {
+            Abort::Interrupted("aborted without a recorded reason".into())
+        }))),
         TxState::Trying | TxState::Aborting => None,
     }
 }
 
-/// Why a driving task stopped before the end.
+/// Why a driving task stopped before the end; in every case the transaction's record stays
+/// in Redis and whoever owns it next finishes it.
 #[derive(Debug)]
 enum Stop {
-    /// Another coordinator owns the transaction now; it finishes it.
+    /// Another coordinator owns the transaction now.
     Fenced,
-    /// Redis stayed away for too long; recovery finishes it once the lease expires.
+    /// Our lease may have run out (Redis did not renew it), so we must not send any more.
+    LeaseLost,
+    /// The broker does not answer: we stop renewing, so a replica that reaches it takes over.
+    Handover,
+    /// The participants did not answer a commit or cancel before its deadline; recovery
+    /// resumes it once the lease expires.
+    GaveUp,
+    /// Redis stayed away while writing the next state.
     Failed(Error),
 }
 
 pub struct Coordinator {
-    store: Store,
+    log: TxLog,
     bus: Bus,
+    broker: BrokerHealth,
     replies: Replies,
     settings: Settings,
     /// This incarnation's owner id: `{replica_id}/{uuid}`.
     owner: String,
     /// Transactions this process drives, with their outcome once known.
     driving: Mutex<HashMap<String, watch::Receiver<Option<Final>>>>,
+    /// One permit per driver: admission control for checkouts and recovery alike.
+    permits: Arc<Semaphore>,
 }
 
 impl Coordinator {
-    pub fn new(store: Store, bus: Bus, replies: Replies, settings: Settings) -> Arc<Self> {
+    pub fn new(
+        log: TxLog,
+        bus: Bus,
+        broker: BrokerHealth,
+        replies: Replies,
+        settings: Settings,
+    ) -> Arc<Self> {
         let owner = format!("{}/{}", settings.replica_id, uuid::Uuid::new_v4());
+        let permits = Arc::new(Semaphore::new(settings.max_inflight_checkouts));
         Arc::new(Self {
-            store,
+            log,
             bus,
+            broker,
             replies,
             settings,
             owner,
             driving: Mutex::default(),
+            permits,
         })
     }
 
@@ -86,37 +113,53 @@ impl Coordinator {
     pub async fn checkout(self: &Arc<Self>, order_id: &str) -> Result<()> {
         let deadline = Instant::now() + self.settings.checkout_timeout;
         loop {
+            if !self.broker.is_up() {
+                return Err(Error::Unavailable(
+                    "the message broker does not answer; checkout cannot run now".into(),
+                ));
+            }
+            let permit = self.permits.clone().try_acquire_owned().map_err(|_| {
+                Error::Overloaded(format!(
+                    "{} checkouts in flight on this replica",
+                    self.settings.max_inflight_checkouts
+                ))
+            })?;
             let tx_id = uuid::Uuid::new_v4().to_string();
             let (protocol, lease) = (self.settings.protocol, self.settings.lease);
             let begun = db::retry(self.settings.checkout_timeout, || {
-                self.store
+                self.log
                     .begin(order_id, &tx_id, protocol, &self.owner, lease)
             })
             .await?;
             let outcome = match begun {
-                Begin::NotFound => return Err(Error::not_found("order", order_id)),
+                Begin::Missing => return Err(Error::not_found(Noun::Order, order_id)),
                 Begin::Paid => return Ok(()),
                 Begin::Started(tx) => {
-                    let outcome = self.spawn(tx);
+                    let outcome = self.spawn(tx, permit);
                     self.wait(&tx_id, Some(outcome), deadline).await
                 }
                 Begin::InFlight(other) => {
-                    let local = self
-                        .driving
-                        .lock()
-                        .expect("lock poisoned")
-                        .get(&other)
-                        .cloned();
+                    drop(permit);
+                    let local = self.local_outcome(&other);
                     self.wait(&other, local, deadline).await
                 }
             };
             match outcome {
                 Some(Final::Committed) => return Ok(()),
-                // Someone else's attempt was rolled back by recovery: that says nothing about
-                // this order, so try again.
-                Some(Final::Aborted(r))
-                    if r == machine::presumed_abort() && Instant::now() < deadline => {}
-                Some(Final::Aborted(r)) => return Err(Error::Refused(r)),
+                Some(Final::Aborted(Abort::Refused(r))) => return Err(Error::Refused(r)),
+                // Interrupted says nothing about the order itself: try again while there is
+                // time, after a pause that keeps a failing dependency from being hammered.
+                Some(Final::Aborted(Abort::Interrupted(why)))
+                    if Instant::now() + RETRY_PAUSE < deadline =>
+                {
+                    tracing::info!(order = order_id, %why, "checkout interrupted; trying again");
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                }
+                Some(Final::Aborted(Abort::Interrupted(why))) => {
+                    return Err(Error::Timeout(format!(
+                        "checkout of order {order_id} could not be decided: {why}"
+                    )));
+                }
                 None => {
                     return Err(Error::Timeout(format!(
                         "checkout of order {order_id} is still in progress"
@@ -126,8 +169,16 @@ impl Coordinator {
         }
     }
 
+    fn local_outcome(&self, tx_id: &str) -> Option<watch::Receiver<Option<Final>>> {
+        self.driving
+            .lock()
+            .expect("lock poisoned")
+            .get(tx_id)
+            .cloned()
+    }
+
     /// Waits until transaction `tx_id` is decided: through its local driver when this
-    /// process drives it, else by reading its record.
+    /// process drives it, else by reading its record, backing off between reads.
     async fn wait(
         &self,
         tx_id: &str,
@@ -140,20 +191,26 @@ impl Coordinator {
             match decided {
                 Ok(Ok(value)) => return value.clone(),
                 Err(_) => return None,
-                Ok(Err(_)) => {} // the driver stopped; whoever took over writes the record
+                Ok(Err(_)) => {} // the driver stopped; whoever takes over writes the record
             }
         }
+        let mut pause = Duration::from_millis(5);
         while Instant::now() < deadline {
-            match self.store.load(tx_id).await {
+            match self.log.load(tx_id).await {
                 Ok(Some(tx)) => {
                     if let Some(decided) = outcome_of(&tx) {
                         return Some(decided);
                     }
                 }
-                Ok(None) => return Some(Final::Aborted(machine::presumed_abort())),
+                Ok(None) => {
+                    return Some(Final::Aborted(Abort::Interrupted(
+                        "the transaction record is gone".into(),
+                    )));
+                }
                 Err(e) => tracing::debug!(error = %e, "cannot read transaction yet"),
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            tokio::time::sleep(pause.min(deadline - Instant::now())).await;
+            pause = (pause * 2).min(Duration::from_millis(250));
         }
         None
     }
@@ -165,8 +222,13 @@ impl Coordinator {
             .contains_key(tx_id)
     }
 
-    /// Drives `tx` in a task of its own and returns where its outcome will appear.
-    fn spawn(self: &Arc<Self>, tx: TxRecord) -> watch::Receiver<Option<Final>> {
+    /// Drives `tx` in a task of its own, holding `permit` until it stops, and returns where
+    /// its outcome will appear.
+    fn spawn(
+        self: &Arc<Self>,
+        tx: TxRecord,
+        permit: OwnedSemaphorePermit,
+    ) -> watch::Receiver<Option<Final>> {
         let (outcome, receiver) = watch::channel(None);
         self.driving
             .lock()
@@ -176,20 +238,17 @@ impl Coordinator {
         tokio::spawn(async move {
             let id = tx.id.clone();
             let span = tracing::info_span!("tx", %id, order = %tx.order_id, protocol = tx.protocol.as_str());
-            let _ = tracing::Instrument::instrument(
-                async {
-                    match this.drive(tx, &outcome).await {
-                        Ok(()) => {}
-                        Err(Stop::Fenced) => {
-                            tracing::info!("another coordinator took the transaction over")
-                        }
-                        Err(Stop::Failed(e)) => tracing::warn!(error = %e, "left to recovery"),
-                    }
-                },
-                span,
-            )
-            .await;
+            let stopped = tracing::Instrument::instrument(this.drive(tx, &outcome), span).await;
+            match stopped {
+                Ok(()) | Err(Stop::GaveUp) => {}
+                Err(Stop::Fenced) => {
+                    tracing::info!(tx = %id, "another coordinator took the transaction over")
+                }
+                Err(Stop::Failed(e)) => tracing::warn!(tx = %id, error = %e, "left to recovery"),
+                Err(stop) => tracing::warn!(tx = %id, ?stop, "left to recovery"),
+            }
             this.driving.lock().expect("lock poisoned").remove(&id);
+            drop(permit);
         });
         receiver
     }
@@ -200,6 +259,7 @@ impl Coordinator {
         mut tx: TxRecord,
         outcome: &watch::Sender<Option<Final>>,
     ) -> Result<(), Stop> {
+        let mut lease_until = Instant::now() + self.settings.lease;
         loop {
             if let Some(decided) = outcome_of(&tx) {
                 outcome.send_replace(Some(decided));
@@ -207,20 +267,37 @@ impl Coordinator {
             let Some(phase) = tx.state.phase() else {
                 return Ok(());
             };
-            let outcomes = self.run_phase(&tx, phase).await?;
-            let (next, refusal) = machine::next(tx.state, &outcomes);
+            let patience = match phase {
+                Phase::Try => self.settings.checkout_timeout,
+                Phase::Commit | Phase::Cancel => 2 * self.settings.checkout_timeout,
+            };
+            let answers = self
+                .run_phase(&tx, phase, Instant::now() + patience, &mut lease_until)
+                .await?;
+            let (next, abort) = match &answers {
+                Some(outcomes) => machine::next(tx.state, outcomes),
+                None if phase == Phase::Try => machine::on_deadline(tx.state),
+                None => {
+                    tracing::warn!(
+                        ?phase,
+                        "participants silent past the deadline; left to recovery"
+                    );
+                    return Err(Stop::GaveUp);
+                }
+            };
             if phase == Phase::Try {
                 common::failpoint::hit("coordinator_before_decision");
             }
-            if refusal.is_some() {
-                tx.refusal = refusal;
+            if abort.is_some() {
+                tx.abort = abort;
             }
-            for o in &outcomes {
+            for o in answers.iter().flatten() {
                 if let (Outcome::Refused(r), Phase::Commit | Phase::Cancel) = (o, phase) {
                     tracing::error!(code = %r.code, detail = %r.detail, "participant refused a decision");
                 }
             }
             self.advance(&mut tx, next).await?;
+            lease_until = Instant::now() + self.settings.lease;
             if next == TxState::Committing {
                 common::failpoint::hit("coordinator_after_decision");
             }
@@ -229,8 +306,8 @@ impl Coordinator {
 
     /// Writes the next state of `tx` (fenced by our lease) before anything acts on it.
     async fn advance(&self, tx: &mut TxRecord, next: TxState) -> Result<(), Stop> {
-        let written = db::retry(self.settings.lease * 4, || {
-            self.store
+        let written = db::retry(self.settings.lease, || {
+            self.log
                 .transition(tx, &self.owner, next, self.settings.lease)
         })
         .await;
@@ -245,139 +322,167 @@ impl Coordinator {
         }
     }
 
-    /// Sends `phase` to both participants at once and waits for both answers, resending to a
-    /// participant that does not answer in time and renewing the lease meanwhile.
-    async fn run_phase(&self, tx: &TxRecord, phase: Phase) -> Result<Vec<Outcome>, Stop> {
-        let asks = futures::future::join_all(Participant::ALL.map(|p| self.ask(tx, p, phase)));
+    /// Sends `phase` to both participants at once and waits for both answers until
+    /// `deadline` (`None` then), resending to a participant that does not answer and renewing
+    /// the lease meanwhile. Stops sending as soon as the lease may be lost or the broker is
+    /// away, so no copy of a command is ever sent by a coordinator that no longer owns it.
+    async fn run_phase(
+        &self,
+        tx: &TxRecord,
+        phase: Phase,
+        deadline: Instant,
+        lease_until: &mut Instant,
+    ) -> Result<Option<Vec<Outcome>>, Stop> {
+        let asks =
+            futures::future::join_all(Participant::ALL.map(|p| self.ask(tx, p, phase, deadline)));
         tokio::pin!(asks);
-        let mut renew = tokio::time::interval(self.settings.lease / 3);
+        let lease = self.settings.lease;
+        let mut renew = tokio::time::interval(lease / 3);
         renew.tick().await;
         loop {
             tokio::select! {
-                outcomes = &mut asks => return Ok(outcomes),
+                biased;
                 _ = renew.tick() => {
-                    match self.store.transition(tx, &self.owner, tx.state, self.settings.lease).await {
-                        Ok(true) => {}
-                        Ok(false) => return Err(Stop::Fenced),
-                        Err(e) => tracing::debug!(error = %e, "lease not renewed"),
+                    if !self.broker.is_up() {
+                        return Err(Stop::Handover);
                     }
+                    let asked = Instant::now();
+                    match self.log.transition(tx, &self.owner, tx.state, lease).await {
+                        Ok(true) => *lease_until = asked + lease,
+                        Ok(false) => return Err(Stop::Fenced),
+                        Err(e) => {
+                            tracing::debug!(error = %e, "lease not renewed");
+                            if *lease_until < Instant::now() + lease / 2 {
+                                return Err(Stop::LeaseLost);
+                            }
+                        }
+                    }
+                }
+                outcomes = &mut asks => {
+                    return Ok(outcomes.into_iter().collect());
                 }
             }
         }
     }
 
-    /// Asks one participant for one phase until it answers for good: resending when it is
-    /// silent, and asking again shortly when it is busy (its shortage may yet be released).
-    async fn ask(&self, tx: &TxRecord, participant: Participant, phase: Phase) -> Outcome {
-        let started = Instant::now();
-        let mut backoff = Duration::from_millis(2);
-        loop {
+    /// Asks one participant for one phase until it answers for good or `deadline` passes:
+    /// resending, backing off, when it is silent, and asking again shortly when it is busy
+    /// (its shortage may yet be released).
+    async fn ask(
+        &self,
+        tx: &TxRecord,
+        participant: Participant,
+        phase: Phase,
+        deadline: Instant,
+    ) -> Option<Outcome> {
+        let mut busy_pause = Duration::from_millis(2);
+        let mut silence = self.settings.step_retry;
+        while Instant::now() < deadline {
             let mut waiter = self.replies.register(step_key(&tx.id, participant, phase));
             if let Err(e) = self.send(tx, participant, phase).await {
                 tracing::warn!(error = %e, participant = participant.as_str(), ?phase, "command not sent");
             }
-            match waiter.wait(self.settings.step_retry).await {
-                Some(OrderReply::Step {
-                    outcome: Outcome::Busy,
-                    ..
-                }) if started.elapsed() < BUSY_PATIENCE => {
-                    // Back off: hundreds of checkouts may wait for the same last units.
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_millis(100));
-                }
+            let patience = silence.min(deadline.saturating_duration_since(Instant::now()));
+            match waiter.wait(patience).await {
                 Some(OrderReply::Step {
                     outcome: Outcome::Busy,
                     ..
                 }) => {
-                    let detail = "too little left while other checkouts hold the rest";
-                    return Outcome::Refused(Refusal::new(
-                        format!("{}_busy", participant.as_str()),
-                        detail,
-                    ));
+                    // Back off: hundreds of checkouts may wait for the same last units.
+                    tokio::time::sleep(busy_pause).await;
+                    busy_pause = (busy_pause * 2).min(Duration::from_millis(100));
                 }
-                Some(OrderReply::Step { outcome, .. }) => return outcome,
-                _ => tracing::debug!(
-                    participant = participant.as_str(),
-                    ?phase,
-                    "no answer yet; resending"
-                ),
+                Some(OrderReply::Step { outcome, .. }) => return Some(outcome),
+                _ => {
+                    tracing::debug!(
+                        participant = participant.as_str(),
+                        ?phase,
+                        "no answer yet; resending"
+                    );
+                    silence = (silence * 3 / 2).min(4 * self.settings.step_retry);
+                }
             }
         }
+        None
     }
 
+    /// Sends the step of `phase` of `tx` to `participant`.
     async fn send(&self, tx: &TxRecord, participant: Participant, phase: Phase) -> Result<()> {
+        let lines = match (phase, participant) {
+            (Phase::Try, Participant::Stock) => tx.items.clone(),
+            (Phase::Try, Participant::Payment) => vec![(tx.user_id.clone(), tx.total)],
+            (Phase::Commit | Phase::Cancel, _) => Vec::new(),
+        };
+        let step = Step {
+            phase,
+            protocol: tx.protocol,
+            lines,
+        };
         let reply_to = self.replies.reply_to();
+        let topics = &self.bus.topics;
         match participant {
             Participant::Stock => {
-                let body = match phase {
-                    Phase::Try => StockCommand::Try {
-                        protocol: tx.protocol,
-                        items: tx.items.clone(),
-                    },
-                    Phase::Commit => StockCommand::Commit,
-                    Phase::Cancel => StockCommand::Cancel,
-                };
-                self.bus
-                    .send(
-                        &self.bus.topics.stock,
-                        None,
-                        &Envelope::new(&tx.id, reply_to, body),
-                    )
-                    .await
+                let envelope = Envelope::new(&tx.id, reply_to, StockCommand::Step(step));
+                self.bus.send(&topics.stock, None, &envelope).await
             }
             Participant::Payment => {
-                let body = match phase {
-                    Phase::Try => PaymentCommand::Try {
-                        protocol: tx.protocol,
-                        user_id: tx.user_id.clone(),
-                        amount: tx.total,
-                    },
-                    Phase::Commit => PaymentCommand::Commit,
-                    Phase::Cancel => PaymentCommand::Cancel,
-                };
-                self.bus
-                    .send(
-                        &self.bus.topics.payment,
-                        None,
-                        &Envelope::new(&tx.id, reply_to, body),
-                    )
-                    .await
+                let envelope = Envelope::new(&tx.id, reply_to, PaymentCommand::Step(step));
+                self.bus.send(&topics.payment, None, &envelope).await
             }
         }
     }
 
     /// Takes over `tx_id` if its owner's lease expired (or its owner was an earlier
-    /// incarnation of this replica, with `steal_prefix`), and drives it to its end.
-    pub async fn recover(self: &Arc<Self>, tx_id: &str, steal_prefix: &str) -> Result<()> {
+    /// incarnation of this replica, with `steal_prefix`), and drives it to its end with
+    /// `permit`.
+    pub async fn recover(
+        self: &Arc<Self>,
+        tx_id: &str,
+        steal_prefix: &str,
+        permit: OwnedSemaphorePermit,
+    ) -> Result<()> {
+        let lease = self.settings.lease;
         if self
-            .store
-            .claim(tx_id, &self.owner, self.settings.lease, steal_prefix)
+            .log
+            .claim(tx_id, &self.owner, lease, steal_prefix)
             .await?
             != Claim::Claimed
         {
             return Ok(());
         }
-        let Some(mut tx) = self.store.load(tx_id).await? else {
+        let Some(mut tx) = self.log.load(tx_id).await? else {
             return Ok(());
         };
-        let (state, refusal) = machine::on_recovery(tx.protocol, tx.state);
+        let (state, abort) = machine::on_recovery(tx.protocol, tx.state);
         tracing::info!(tx = %tx.id, from = tx.state.as_str(), to = state.as_str(), "recovering transaction");
         if state != tx.state {
-            tx.refusal = refusal;
+            tx.abort = abort;
             if let Err(stop) = self.advance(&mut tx, state).await {
                 tracing::info!(?stop, tx = %tx.id, "recovery stopped");
                 return Ok(());
             }
         }
-        self.spawn(tx);
+        self.spawn(tx, permit);
         Ok(())
     }
 
-    pub fn store(&self) -> &Store {
-        &self.store
+    /// A driver's permit, if one is free now.
+    pub fn try_permit(&self) -> Option<OwnedSemaphorePermit> {
+        self.permits.clone().try_acquire_owned().ok()
+    }
+
+    pub fn broker_is_up(&self) -> bool {
+        self.broker.is_up()
+    }
+
+    pub fn log(&self) -> &TxLog {
+        &self.log
     }
 
     pub fn settings(&self) -> &Settings {
         &self.settings
     }
 }
+
+/// The pause before a checkout whose transaction was interrupted starts another one.
+const RETRY_PAUSE: Duration = Duration::from_millis(50);

@@ -4,6 +4,10 @@
 //! incarnation of itself (that process is certainly dead: there is one process per replica
 //! id). Then, every second, any replica takes over transactions whose lease expired; the
 //! claim is one atomic Redis step, so two replicas never drive the same transaction.
+//!
+//! A replica claims only what it can drive: nothing while the broker is away, and no more
+//! than its free driver permits, so recovery after an outage never crowds out new checkouts
+//! beyond the admission bound and never holds leases it cannot use.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,34 +16,49 @@ use tokio_util::sync::CancellationToken;
 
 use super::Coordinator;
 
-const BATCH: isize = 1000;
+/// At most this many transactions are looked at per pass.
+const BATCH: isize = 256;
 
 pub async fn run(coordinator: Arc<Coordinator>, shutdown: CancellationToken) {
     let own_prefix = format!("{}/", coordinator.settings().replica_id);
-    pass(&coordinator, true, &own_prefix).await;
+    let mut startup = true;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            _ = tick.tick() => pass(&coordinator, false, "").await,
+            _ = tick.tick() => {}
+        }
+        // Until the first pass has run, earlier incarnations' transactions are stolen at once.
+        let steal = if startup { own_prefix.as_str() } else { "" };
+        if pass(&coordinator, startup, steal).await {
+            startup = false;
         }
     }
 }
 
-async fn pass(coordinator: &Arc<Coordinator>, startup: bool, steal_prefix: &str) {
-    let ids = match coordinator.store().active(startup, BATCH).await {
+/// One pass; false if it could not look (Redis or the broker away).
+async fn pass(coordinator: &Arc<Coordinator>, all: bool, steal_prefix: &str) -> bool {
+    if !coordinator.broker_is_up() {
+        return false;
+    }
+    let ids = match coordinator.log().active(all, BATCH).await {
         Ok(ids) => ids,
         Err(e) => {
             tracing::warn!(error = %e, "recovery pass skipped");
-            return;
+            return false;
         }
     };
     for id in ids {
         if coordinator.is_driving(&id) {
             continue;
         }
-        if let Err(e) = coordinator.recover(&id, steal_prefix).await {
+        let Some(permit) = coordinator.try_permit() else {
+            tracing::debug!("no free driver; recovery resumes next pass");
+            break;
+        };
+        if let Err(e) = coordinator.recover(&id, steal_prefix, permit).await {
             tracing::warn!(error = %e, tx = %id, "recovery of transaction failed; will retry");
         }
     }
+    true
 }

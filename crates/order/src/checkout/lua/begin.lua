@@ -1,12 +1,13 @@
 -- Starts the checkout transaction of an order, unless it is paid or one is in flight.
 -- The transaction record snapshots the order (user, total, items), so the participants are
 -- asked for exactly what the order held when the checkout began.
+--
 -- KEYS[1] order hash, KEYS[2] transaction hash, KEYS[3] active set (score = lease expiry, ms)
 -- ARGV[1] transaction id, ARGV[2] order id, ARGV[3] protocol, ARGV[4] owner, ARGV[5] lease ms
 -- Returns {status, transaction id, record}: started (with the new record's fields and
--- values, flat) | in_flight | paid | not_found.
+-- values, flat) | in_flight (with the transaction in flight) | paid | missing.
 local order, tx, active = KEYS[1], KEYS[2], KEYS[3]
-if redis.call('EXISTS', order) == 0 then return {'not_found', '', {}} end
+if redis.call('EXISTS', order) == 0 then return {'missing', '', {}} end
 local flat = redis.call('HGETALL', order)
 local fields = {}
 for i = 1, #flat, 2 do fields[flat[i]] = flat[i + 1] end
@@ -15,7 +16,7 @@ if fields['checkout'] then return {'in_flight', fields['checkout'], {}} end
 local now = redis.call('TIME')
 local lease = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) + tonumber(ARGV[5])
 local record = {'state', 'trying', 'order', ARGV[2], 'protocol', ARGV[3], 'owner', ARGV[4],
-  'lease', lease, 'user', fields['user'], 'total', fields['total']}
+  'lease', lease, 'user', fields['user'], 'total', fields['total'], 'started', lease - tonumber(ARGV[5])}
 for k, v in pairs(fields) do
   if string.sub(k, 1, 2) == 'i:' then
     record[#record + 1] = k

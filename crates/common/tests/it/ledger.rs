@@ -1,0 +1,482 @@
+//! Exactly-once steps, duplicates and reordering, holds, and exact limits.
+
+use std::time::Duration;
+
+use common::Code;
+use common::ledger::{Direction, Ledger};
+use common::protocol::{Outcome, Phase, Protocol};
+use redis::AsyncCommands;
+use redis::aio::ConnectionManager;
+
+use super::{IMPATIENT, RETENTION, redis, step};
+
+async fn stock(conn: &mut ConnectionManager, id: &str) -> i64 {
+    conn.hget(format!("item:{id}"), "stock").await.unwrap()
+}
+
+async fn held(conn: &mut ConnectionManager, id: &str) -> i64 {
+    conn.hget::<_, _, Option<i64>>(format!("item:{id}"), "held")
+        .await
+        .unwrap()
+        .unwrap_or(0)
+}
+
+async fn item(conn: &mut ConnectionManager, id: &str, stock: i64) {
+    let _: () = conn
+        .hset_multiple(format!("item:{id}"), &[("stock", stock), ("price", 1)])
+        .await
+        .unwrap();
+}
+
+fn lines(items: &[(&str, i64)]) -> Vec<(String, i64)> {
+    items.iter().map(|(id, q)| (id.to_string(), *q)).collect()
+}
+
+/// `Ledger::step` with the phase, protocol and lines spelled out, as the tests read best.
+trait Run {
+    async fn run(
+        &self,
+        tx: &str,
+        phase: Phase,
+        protocol: Protocol,
+        lines: &[(String, i64)],
+    ) -> common::Result<Outcome>;
+}
+
+impl Run for Ledger {
+    async fn run(
+        &self,
+        tx: &str,
+        phase: Phase,
+        protocol: Protocol,
+        lines: &[(String, i64)],
+    ) -> common::Result<Outcome> {
+        let lines: Vec<(&str, i64)> = lines.iter().map(|(id, q)| (id.as_str(), *q)).collect();
+        self.step(tx, &step(phase, protocol, &lines)).await
+    }
+}
+
+fn refused_with(outcome: &Outcome) -> Option<Code> {
+    match outcome {
+        Outcome::Refused(r) => Some(r.code),
+        Outcome::Done | Outcome::Busy => None,
+    }
+}
+
+#[tokio::test]
+async fn a_repeated_try_takes_once_and_answers_the_same() {
+    let (_server, ledger, mut conn) = redis().await;
+    item(&mut conn, "a", 10).await;
+    item(&mut conn, "b", 10).await;
+    let take = lines(&[("a", 3), ("b", 4)]);
+    for _ in 0..3 {
+        let outcome = ledger
+            .run("t1", Phase::Try, Protocol::Saga, &take)
+            .await
+            .unwrap();
+        assert_eq!(outcome, Outcome::Done);
+    }
+    assert_eq!(
+        (stock(&mut conn, "a").await, stock(&mut conn, "b").await),
+        (7, 6)
+    );
+}
+
+#[tokio::test]
+async fn a_try_is_all_or_nothing_and_its_refusal_is_recorded() {
+    let (_server, ledger, mut conn) = redis().await;
+    item(&mut conn, "a", 10).await;
+    item(&mut conn, "b", 1).await;
+    let take = lines(&[("a", 3), ("b", 2)]);
+    let first = ledger
+        .run("t1", Phase::Try, Protocol::TwoPc, &take)
+        .await
+        .unwrap();
+    assert_eq!(refused_with(&first), Some(Code::OutOfStock));
+    assert_eq!(
+        (stock(&mut conn, "a").await, stock(&mut conn, "b").await),
+        (10, 1)
+    );
+    // Even once stock arrives, the same transaction keeps its recorded answer.
+    item(&mut conn, "b", 100).await;
+    let again = ledger
+        .run("t1", Phase::Try, Protocol::TwoPc, &take)
+        .await
+        .unwrap();
+    assert_eq!(again, first);
+    assert_eq!(stock(&mut conn, "a").await, 10);
+    let missing = ledger
+        .run("t2", Phase::Try, Protocol::Saga, &lines(&[("zz", 1)]))
+        .await
+        .unwrap();
+    assert_eq!(refused_with(&missing), Some(Code::ItemNotFound));
+}
+
+#[tokio::test]
+async fn compensation_gives_back_exactly_once() {
+    let (_server, ledger, mut conn) = redis().await;
+    item(&mut conn, "a", 10).await;
+    ledger
+        .run("t1", Phase::Try, Protocol::Saga, &lines(&[("a", 4)]))
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        assert_eq!(
+            ledger
+                .run("t1", Phase::Cancel, Protocol::Saga, &[])
+                .await
+                .unwrap(),
+            Outcome::Done
+        );
+    }
+    assert_eq!(stock(&mut conn, "a").await, 10);
+    // A late duplicate of the action must not take again after its compensation.
+    let late = ledger
+        .run("t1", Phase::Try, Protocol::Saga, &lines(&[("a", 4)]))
+        .await
+        .unwrap();
+    assert_eq!(refused_with(&late), Some(Code::Cancelled));
+    assert_eq!(stock(&mut conn, "a").await, 10);
+}
+
+#[tokio::test]
+async fn a_cancel_that_overtakes_its_try_forbids_it() {
+    let (_server, ledger, mut conn) = redis().await;
+    item(&mut conn, "a", 10).await;
+    for protocol in [Protocol::Saga, Protocol::TwoPc] {
+        let tx = format!("early-{}", protocol.as_str());
+        assert_eq!(
+            ledger.run(&tx, Phase::Cancel, protocol, &[]).await.unwrap(),
+            Outcome::Done
+        );
+        let late = ledger
+            .run(&tx, Phase::Try, protocol, &lines(&[("a", 5)]))
+            .await
+            .unwrap();
+        assert_eq!(refused_with(&late), Some(Code::Cancelled));
+    }
+    assert_eq!(stock(&mut conn, "a").await, 10);
+}
+
+#[tokio::test]
+async fn two_pc_reservation_is_held_until_the_decision() {
+    let (_server, ledger, mut conn) = redis().await;
+    item(&mut conn, "a", 10).await;
+    let take = lines(&[("a", 6)]);
+    assert_eq!(
+        ledger
+            .run("c", Phase::Try, Protocol::TwoPc, &take)
+            .await
+            .unwrap(),
+        Outcome::Done
+    );
+    // Reserved: no longer available to others, who are told to wait (busy) while the
+    // reservation could still come back, and are refused when it cannot.
+    let other = ledger
+        .run("other", Phase::Try, Protocol::TwoPc, &lines(&[("a", 5)]))
+        .await
+        .unwrap();
+    assert_eq!(other, Outcome::Busy);
+    let hopeless = ledger
+        .run(
+            "hopeless",
+            Phase::Try,
+            Protocol::TwoPc,
+            &lines(&[("a", 11)]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(refused_with(&hopeless), Some(Code::OutOfStock));
+    assert_eq!(stock(&mut conn, "a").await, 4);
+    // Commit is idempotent, and an abort after commit is refused and changes nothing.
+    for _ in 0..2 {
+        assert_eq!(
+            ledger
+                .run("c", Phase::Commit, Protocol::TwoPc, &[])
+                .await
+                .unwrap(),
+            Outcome::Done
+        );
+    }
+    assert_eq!(held(&mut conn, "a").await, 0);
+    let after = ledger
+        .run("other", Phase::Try, Protocol::TwoPc, &lines(&[("a", 5)]))
+        .await
+        .unwrap();
+    assert_eq!(
+        refused_with(&after),
+        Some(Code::OutOfStock),
+        "with nothing held, a shortage is final"
+    );
+    let abort = ledger
+        .run("c", Phase::Cancel, Protocol::TwoPc, &[])
+        .await
+        .unwrap();
+    assert_eq!(refused_with(&abort), Some(Code::AlreadyCommitted));
+    assert_eq!(stock(&mut conn, "a").await, 4);
+    // An aborted prepare returns its reservation once, and a commit after it is refused.
+    assert_eq!(
+        ledger
+            .run("d", Phase::Try, Protocol::TwoPc, &lines(&[("a", 4)]))
+            .await
+            .unwrap(),
+        Outcome::Done
+    );
+    assert_eq!(stock(&mut conn, "a").await, 0);
+    ledger
+        .run("d", Phase::Cancel, Protocol::TwoPc, &[])
+        .await
+        .unwrap();
+    ledger
+        .run("d", Phase::Cancel, Protocol::TwoPc, &[])
+        .await
+        .unwrap();
+    assert_eq!(stock(&mut conn, "a").await, 4);
+    let commit = ledger
+        .run("d", Phase::Commit, Protocol::TwoPc, &[])
+        .await
+        .unwrap();
+    assert_eq!(refused_with(&commit), Some(Code::NotPrepared));
+}
+
+#[tokio::test]
+async fn concurrent_subtracts_never_lose_an_update_nor_go_negative() {
+    let (_server, ledger, mut conn) = redis().await;
+    item(&mut conn, "a", 100).await;
+    let tasks: Vec<_> = (0..200)
+        .map(|_| {
+            let ledger = ledger.clone();
+            tokio::spawn(async move { ledger.adjust("a", Direction::Take, 1).await })
+        })
+        .collect();
+    let mut ok = 0;
+    for task in tasks {
+        if task.await.unwrap().is_ok() {
+            ok += 1;
+        }
+    }
+    assert_eq!(ok, 100);
+    assert_eq!(stock(&mut conn, "a").await, 0);
+}
+
+#[tokio::test]
+async fn adjustments_are_exact_at_the_limits() {
+    let (_server, ledger, mut conn) = redis().await;
+    item(&mut conn, "a", 0).await;
+    assert_eq!(
+        ledger.adjust("a", Direction::Add, i64::MAX).await.unwrap(),
+        i64::MAX
+    );
+    assert!(ledger.adjust("a", Direction::Add, 1).await.is_err());
+    assert_eq!(stock(&mut conn, "a").await, i64::MAX);
+    assert_eq!(
+        ledger.adjust("a", Direction::Take, i64::MAX).await.unwrap(),
+        0
+    );
+    let short = ledger.adjust("a", Direction::Take, 1).await.unwrap_err();
+    assert_eq!(short.status_and_code().1, "out_of_stock");
+    let missing = ledger
+        .adjust("missing", Direction::Add, 1)
+        .await
+        .unwrap_err();
+    assert_eq!(missing.status_and_code().1, "item_not_found");
+    assert_eq!(stock(&mut conn, "a").await, 0);
+}
+
+#[tokio::test]
+async fn held_amounts_count_against_the_upper_limit() {
+    let (_server, ledger, mut conn) = redis().await;
+    item(&mut conn, "a", i64::MAX).await;
+    let take = lines(&[("a", 1)]);
+    assert_eq!(
+        ledger
+            .run("h", Phase::Try, Protocol::TwoPc, &take)
+            .await
+            .unwrap(),
+        Outcome::Done
+    );
+    // available + held = i64::MAX: nothing may be added until the hold is decided.
+    assert!(ledger.adjust("a", Direction::Add, 1).await.is_err());
+    ledger
+        .run("h", Phase::Cancel, Protocol::TwoPc, &[])
+        .await
+        .unwrap();
+    assert_eq!(stock(&mut conn, "a").await, i64::MAX);
+    assert_eq!(held(&mut conn, "a").await, 0);
+}
+
+#[tokio::test]
+async fn a_try_waits_for_an_aborting_hold_instead_of_refusing() {
+    let (_server, ledger, mut conn) = redis().await;
+    item(&mut conn, "a", 1).await;
+    let one = lines(&[("a", 1)]);
+    assert_eq!(
+        ledger
+            .run("first", Phase::Try, Protocol::Saga, &one)
+            .await
+            .unwrap(),
+        Outcome::Done
+    );
+    let (seen_busy, busy) = tokio::sync::oneshot::channel();
+    let waiting = {
+        let (ledger, one) = (ledger.clone(), one.clone());
+        tokio::spawn(async move { try_until_answered(&ledger, "second", &one, seen_busy).await })
+    };
+    // Only once the second try was told to wait does the first checkout fail elsewhere and
+    // get compensated: the waiting one then gets the unit.
+    tokio::time::timeout(Duration::from_secs(10), busy)
+        .await
+        .expect("the second try was never told to wait")
+        .unwrap();
+    ledger
+        .run("first", Phase::Cancel, Protocol::Saga, &[])
+        .await
+        .unwrap();
+    let answered = tokio::time::timeout(Duration::from_secs(10), waiting).await;
+    assert_eq!(
+        answered.expect("the waiting try got no answer").unwrap(),
+        Outcome::Done
+    );
+    assert_eq!(
+        (stock(&mut conn, "a").await, held(&mut conn, "a").await),
+        (0, 1)
+    );
+    // A confirmed saga action releases its hold, and then a shortage is final at once.
+    ledger
+        .run("second", Phase::Commit, Protocol::Saga, &[])
+        .await
+        .unwrap();
+    assert_eq!(held(&mut conn, "a").await, 0);
+    let third = ledger
+        .run("third", Phase::Try, Protocol::Saga, &one)
+        .await
+        .unwrap();
+    assert_eq!(refused_with(&third), Some(Code::OutOfStock));
+    let undo = ledger
+        .run("second", Phase::Cancel, Protocol::Saga, &[])
+        .await
+        .unwrap();
+    assert_eq!(refused_with(&undo), Some(Code::AlreadyCommitted));
+}
+
+/// Asks again while the answer is busy, as the coordinator does, telling `seen_busy` the
+/// first time it is told to wait.
+async fn try_until_answered(
+    ledger: &Ledger,
+    tx: &str,
+    lines: &[(String, i64)],
+    seen_busy: tokio::sync::oneshot::Sender<()>,
+) -> Outcome {
+    let mut seen_busy = Some(seen_busy);
+    loop {
+        match ledger
+            .run(tx, Phase::Try, Protocol::Saga, lines)
+            .await
+            .unwrap()
+        {
+            Outcome::Busy => {
+                if let Some(tell) = seen_busy.take() {
+                    let _ = tell.send(());
+                }
+                tokio::time::sleep(Duration::from_millis(3)).await;
+            }
+            answer => return answer,
+        }
+    }
+}
+
+#[tokio::test]
+async fn accounts_that_do_not_wait_refuse_a_held_shortage_for_good() {
+    let (_server, waiting, mut conn) = redis().await;
+    let ledger = Ledger::new(conn.clone(), IMPATIENT, RETENTION);
+    item(&mut conn, "a", 1).await;
+    let one = lines(&[("a", 1)]);
+    assert_eq!(
+        ledger
+            .run("first", Phase::Try, Protocol::Saga, &one)
+            .await
+            .unwrap(),
+        Outcome::Done
+    );
+    let second = ledger
+        .run("second", Phase::Try, Protocol::Saga, &one)
+        .await
+        .unwrap();
+    assert_eq!(refused_with(&second), Some(Code::OutOfStock));
+    // The refusal is recorded: once the hold comes back, the same transaction still gets it.
+    ledger
+        .run("first", Phase::Cancel, Protocol::Saga, &[])
+        .await
+        .unwrap();
+    let again = ledger
+        .run("second", Phase::Try, Protocol::Saga, &one)
+        .await
+        .unwrap();
+    assert_eq!(again, second);
+    assert_eq!(stock(&mut conn, "a").await, 1);
+    // A waiting ledger on the same accounts would have said busy instead.
+    ledger
+        .run("third", Phase::Try, Protocol::Saga, &one)
+        .await
+        .unwrap();
+    let busy = waiting
+        .run("fourth", Phase::Try, Protocol::Saga, &one)
+        .await
+        .unwrap();
+    assert_eq!(busy, Outcome::Busy);
+}
+
+#[tokio::test]
+async fn finished_step_records_expire_and_undecided_ones_stay() {
+    let (_server, ledger, mut conn) = redis().await;
+    item(&mut conn, "a", 10).await;
+    let one = lines(&[("a", 1)]);
+    ledger
+        .run("open", Phase::Try, Protocol::TwoPc, &one)
+        .await
+        .unwrap();
+    ledger
+        .run("done", Phase::Try, Protocol::TwoPc, &one)
+        .await
+        .unwrap();
+    ledger
+        .run("done", Phase::Commit, Protocol::TwoPc, &[])
+        .await
+        .unwrap();
+    ledger
+        .run("early", Phase::Cancel, Protocol::Saga, &[])
+        .await
+        .unwrap();
+    let ttl = |tx: &'static str| {
+        let mut conn = conn.clone();
+        async move { conn.ttl::<_, i64>(format!("step:{tx}")).await.unwrap() }
+    };
+    assert_eq!(ttl("open").await, -1, "an undecided step must not expire");
+    for tx in ["done", "early"] {
+        let left = ttl(tx).await;
+        assert!(
+            left > 0 && left <= RETENTION.as_secs() as i64,
+            "{tx}: ttl {left}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_script_error_writes_nothing() {
+    let (_server, ledger, mut conn) = redis().await;
+    item(&mut conn, "a", 10).await;
+    let _: () = conn.hset("item:b", "stock", "not a number").await.unwrap();
+    let both = lines(&[("a", 1), ("b", 1)]);
+    assert!(
+        ledger
+            .run("bad", Phase::Try, Protocol::Saga, &both)
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        (stock(&mut conn, "a").await, held(&mut conn, "a").await),
+        (10, 0)
+    );
+    let record: i64 = conn.exists("step:bad").await.unwrap();
+    assert_eq!(record, 0);
+}

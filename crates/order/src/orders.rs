@@ -1,0 +1,228 @@
+//! Orders in the order service's Redis.
+//!
+//! Key `order:{id}`, a hash: `user`, `paid` (`0`/`1`), `total`, `i:{item}` → quantity, and
+//! `checkout` → the transaction id while a checkout is in flight (see [`crate::checkout::log`],
+//! which snapshots the order into the transaction record when the checkout begins).
+
+use common::ledger::script_with_num;
+use common::{Code, Error, Noun, Result};
+use redis::aio::ConnectionManager;
+use redis::{AsyncCommands, FromRedisValue, ParsingError, Script, Value};
+
+pub fn order_key(id: &str) -> String {
+    format!("order:{id}")
+}
+
+/// An order as `GET /orders/find` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Order {
+    pub user_id: String,
+    pub paid: bool,
+    pub total_cost: i64,
+    pub items: Vec<(String, i64)>,
+}
+
+/// The reply of `add_item.lua`: `{status, total}`.
+#[derive(Debug, PartialEq, Eq)]
+enum AddItem {
+    Ok(i64),
+    Missing,
+    Paid,
+    Busy,
+    Overflow,
+}
+
+impl FromRedisValue for AddItem {
+    fn from_redis_value(v: Value) -> Result<Self, ParsingError> {
+        let (status, total): (String, String) = FromRedisValue::from_redis_value(v)?;
+        Ok(match status.as_str() {
+            "ok" => Self::Ok(
+                total
+                    .parse()
+                    .map_err(|_| format!("add_item.lua answered total {total:?}"))?,
+            ),
+            "missing" => Self::Missing,
+            "paid" => Self::Paid,
+            "busy" => Self::Busy,
+            "overflow" => Self::Overflow,
+            other => return Err(format!("add_item.lua answered status {other:?}").into()),
+        })
+    }
+}
+
+/// The reply of `batch.lua`: `{status, id}`.
+#[derive(Debug, PartialEq, Eq)]
+enum Batch {
+    Ok,
+    InUse(String),
+}
+
+impl FromRedisValue for Batch {
+    fn from_redis_value(v: Value) -> Result<Self, ParsingError> {
+        let (status, id): (String, String) = FromRedisValue::from_redis_value(v)?;
+        match status.as_str() {
+            "ok" => Ok(Self::Ok),
+            "in_use" => Ok(Self::InUse(id)),
+            other => Err(format!("batch.lua answered status {other:?}").into()),
+        }
+    }
+}
+
+/// What `batch_init` creates.
+#[derive(Clone, Copy, Debug)]
+pub struct NewOrders {
+    pub n: u64,
+    pub n_items: u64,
+    pub n_users: u64,
+    /// Each order's total: two items at the batch's price.
+    pub total: i64,
+}
+
+#[derive(Clone)]
+pub struct Orders {
+    redis: ConnectionManager,
+    add_item: Script,
+    batch: Script,
+}
+
+impl Orders {
+    pub fn new(redis: ConnectionManager) -> Self {
+        Self {
+            redis,
+            add_item: script_with_num(include_str!("lua/add_item.lua")),
+            batch: Script::new(include_str!("lua/batch.lua")),
+        }
+    }
+
+    fn conn(&self) -> ConnectionManager {
+        self.redis.clone()
+    }
+
+    /// Creates an empty order of `user_id`; returns its id.
+    pub async fn create(&self, user_id: &str) -> Result<String> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let fields = [("user", user_id), ("paid", "0"), ("total", "0")];
+        let _: () = self.conn().hset_multiple(order_key(&id), &fields).await?;
+        Ok(id)
+    }
+
+    /// Replaces orders `"0"..n` at once, unless one of them has a checkout in flight.
+    pub async fn batch_init(&self, batch: NewOrders) -> Result<()> {
+        let seed = rand::random::<u32>();
+        let answer: Batch = self
+            .batch
+            .arg(batch.n)
+            .arg(batch.n_items)
+            .arg(batch.n_users)
+            .arg(batch.total)
+            .arg(seed)
+            .invoke_async(&mut self.conn())
+            .await?;
+        match answer {
+            Batch::Ok => Ok(()),
+            Batch::InUse(id) => Err(Error::refused(
+                Code::RecordsInUse,
+                format!("order {id:?} has a checkout in flight; nothing was changed"),
+            )),
+        }
+    }
+
+    /// The order `id`, or `None`. Waits out a Redis restart.
+    pub async fn find(&self, id: &str) -> Result<Option<Order>> {
+        let fields: Vec<(String, String)> =
+            common::db::retry(common::db::READ_PATIENCE, || async {
+                Ok(self.conn().hgetall(order_key(id)).await?)
+            })
+            .await?;
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        let mut order = Order {
+            user_id: String::new(),
+            paid: false,
+            total_cost: 0,
+            items: Vec::new(),
+        };
+        for (field, value) in fields {
+            match field.as_str() {
+                "user" => order.user_id = value,
+                "paid" => order.paid = value == "1",
+                "total" => order.total_cost = number(&value)?,
+                _ => {
+                    if let Some(item) = field.strip_prefix("i:") {
+                        order.items.push((item.to_string(), number(&value)?));
+                    }
+                }
+            }
+        }
+        order.items.sort();
+        Ok(Some(order))
+    }
+
+    /// Adds `quantity` of `item_id` costing `cost` in all to order `id`; returns the new total,
+    /// as the script computed it in the same atomic step.
+    pub async fn add_item(&self, id: &str, item_id: &str, quantity: i64, cost: i64) -> Result<i64> {
+        let answer: AddItem = self
+            .add_item
+            .key(order_key(id))
+            .arg(item_id)
+            .arg(quantity)
+            .arg(cost)
+            .invoke_async(&mut self.conn())
+            .await?;
+        match answer {
+            AddItem::Ok(total) => Ok(total),
+            AddItem::Missing => Err(Error::not_found(Noun::Order, id)),
+            AddItem::Paid => Err(already_paid(id)),
+            AddItem::Busy => Err(Error::refused(
+                Code::CheckoutInProgress,
+                format!("order {id:?} is being checked out; its items cannot change now"),
+            )),
+            AddItem::Overflow => Err(overflow(id)),
+        }
+    }
+}
+
+pub fn already_paid(id: &str) -> Error {
+    Error::refused(Code::AlreadyPaid, format!("order {id:?} is already paid"))
+}
+
+pub fn overflow(id: &str) -> Error {
+    Error::BadInput(format!(
+        "the order {id:?} would hold more than 2^63-1 of an item or cost more than 2^63-1"
+    ))
+}
+
+pub(crate) fn number(text: &str) -> Result<i64> {
+    text.parse()
+        .map_err(|_| Error::Internal(format!("corrupt number {text:?} in the order store")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(items: &[&str]) -> Value {
+        Value::Array(
+            items
+                .iter()
+                .map(|s| Value::BulkString(s.as_bytes().to_vec()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn script_replies_decode_and_unknown_ones_fail() {
+        assert_eq!(
+            AddItem::from_redis_value(reply(&["ok", "12"])).unwrap(),
+            AddItem::Ok(12)
+        );
+        assert!(AddItem::from_redis_value(reply(&["ok", "x"])).is_err());
+        assert!(AddItem::from_redis_value(reply(&["later", ""])).is_err());
+        assert_eq!(
+            Batch::from_redis_value(reply(&["in_use", "3"])).unwrap(),
+            Batch::InUse("3".into())
+        );
+        assert!(Batch::from_redis_value(reply(&["what", ""])).is_err());
+    }
+}
