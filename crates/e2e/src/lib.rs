@@ -36,6 +36,8 @@ pub async fn start(config: StackConfig) -> Stack {
 pub struct Api {
     http: reqwest::Client,
     base: String,
+    /// Sent as `Authorization: Bearer` when set (the stack's `ADMIN_TOKEN`).
+    token: Option<String>,
 }
 
 /// A response: status and JSON body (`Value::Null` when the body is not JSON).
@@ -87,17 +89,33 @@ impl Api {
             .pool_max_idle_per_host(256)
             .build()
             .expect("http client");
-        Self { http, base }
+        Self {
+            http,
+            base,
+            token: None,
+        }
+    }
+
+    /// The same client, sending `token` as the admin bearer token.
+    pub fn with_token(mut self, token: &str) -> Self {
+        self.token = Some(token.to_string());
+        self
     }
 
     pub async fn try_post(&self, path: &str) -> reqwest::Result<Reply> {
         Self::reply(
-            self.http
-                .post(format!("{}{path}", self.base))
+            self.with_auth(self.http.post(format!("{}{path}", self.base)))
                 .send()
                 .await?,
         )
         .await
+    }
+
+    fn with_auth(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
     }
 
     pub async fn post(&self, path: &str) -> Reply {
@@ -204,4 +222,25 @@ where
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Runs each listed `async fn name(protocol: Protocol)` of the calling module as two tests,
+/// `saga::name` and `two_pc::name`, so one test binary covers both protocols and their
+/// stacks run side by side.
+#[macro_export]
+macro_rules! both_protocols {
+    ($($name:ident),* $(,)?) => {
+        mod saga {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name($crate::Protocol::Saga).await
+            })*
+        }
+        mod two_pc {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name($crate::Protocol::TwoPc).await
+            })*
+        }
+    };
 }

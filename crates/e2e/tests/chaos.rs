@@ -4,25 +4,26 @@
 //! checkout that got no answer or a 5xx, as the contract allows. Afterwards stock and credit
 //! must be conserved exactly and no client may have been lied to.
 //!
-//! Included by `chaos_saga.rs` and `chaos_2pc.rs`, which set `PROTOCOL`.
+//! Runs once per protocol; the two stacks run side by side.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use e2e::{Api, StackConfig, eventually};
+use e2e::{Api, Protocol, StackConfig, eventually};
 use futures::StreamExt;
 use rand::Rng;
 use tokio::time::Instant;
-
-use super::PROTOCOL;
 
 const ITEMS: usize = 20;
 const STOCK: i64 = 150;
 const USERS: usize = 300;
 const CREDIT: i64 = 25;
-const ORDERS: usize = 2000;
-/// Checkouts started per second: slow enough that the load outlasts the killer.
+/// Orders ready to check out: at `RATE`, a minute of load, more than the killer needs; the
+/// load stops once the killer is done, and the test fails if it ran out first.
+const ORDERS: usize = 3000;
+/// Checkouts started per second.
 const RATE: u64 = 50;
 
 /// What the clients saw while each component was down, and how long until checkouts
@@ -35,10 +36,9 @@ struct Log {
     back_after: HashMap<String, Duration>,
 }
 
-#[tokio::test]
-async fn checkouts_survive_every_kind_of_crash() {
-    let config = StackConfig::for_tests(&format!("chaos-{}", PROTOCOL.as_str()))
-        .with_protocol(PROTOCOL)
+async fn checkouts_survive_every_kind_of_crash(protocol: Protocol) {
+    let config = StackConfig::for_tests(&format!("chaos-{}", protocol.as_str()))
+        .with_protocol(protocol)
         .with_replicas(2);
     let stack = e2e::start(config).await;
     let api = Api::new(&stack);
@@ -78,19 +78,27 @@ async fn checkouts_survive_every_kind_of_crash() {
         phase: "none".into(),
         ..Log::default()
     }));
+    // Set by the killer when it is done; cleared by the load if it ran out of orders first.
+    let killing = Arc::new(AtomicBool::new(true));
+    let loading = Arc::new(AtomicBool::new(true));
     let load = {
         let (api, log) = (api.clone(), log.clone());
+        let (killing, loading) = (killing.clone(), loading.clone());
         let orders = orders.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(1000 / RATE));
             let mut running = Vec::new();
             for order in orders {
+                if !killing.load(Ordering::SeqCst) {
+                    break;
+                }
                 tick.tick().await;
                 let (api, log) = (api.clone(), log.clone());
                 running.push(tokio::spawn(
                     async move { checkout(&api, &order, &log).await },
                 ));
             }
+            loading.store(false, Ordering::SeqCst);
             let mut answers = Vec::new();
             for task in running {
                 answers.push(task.await.expect("checkout task"));
@@ -111,6 +119,10 @@ async fn checkouts_survive_every_kind_of_crash() {
     ];
     for victim in victims {
         tokio::time::sleep(Duration::from_secs(2)).await; // spacing between kills, not a wait for state
+        assert!(
+            loading.load(Ordering::SeqCst),
+            "the load ran out of orders before {victim} was killed"
+        );
         let old = stack.pid(victim).expect("pid");
         {
             let mut log = log.lock().unwrap();
@@ -134,13 +146,18 @@ async fn checkouts_survive_every_kind_of_crash() {
             "checkouts never recovered after killing {victim}"
         );
     }
+    assert!(
+        loading.load(Ordering::SeqCst),
+        "the load ran out of orders before the last recovery"
+    );
+    killing.store(false, Ordering::SeqCst);
     let answers = load.await.expect("load");
     stack
         .wait_healthy(Duration::from_secs(60))
         .await
         .expect("healthy after the killing");
 
-    let service_errors = report(&log.lock().unwrap(), &victims);
+    let service_errors = report(&log.lock().unwrap(), &victims, protocol);
 
     // Quiet: every transaction reaches its end by itself; then the books must balance.
     let paid_of = |answers: &[(String, bool)]| {
@@ -154,7 +171,8 @@ async fn checkouts_survive_every_kind_of_crash() {
     assert!(!paid.is_empty(), "some checkouts succeed");
     let balanced = eventually(Duration::from_secs(60), || {
         let api = api.clone();
-        let (items, users, plans, orders, answers) = (&items, &users, &plans, &orders, &answers);
+        let (items, users, answers) = (&items, &users, &answers);
+        let (plans, orders) = (&plans[..answers.len()], &orders[..answers.len()]);
         async move { books_balance(&api, items, users, plans, orders, answers).await }
     })
     .await;
@@ -170,20 +188,20 @@ async fn checkouts_survive_every_kind_of_crash() {
 
 /// Prints what the clients saw per component killed; returns the errors seen while a
 /// service replica was down.
-fn report(log: &Log, victims: &[&str]) -> usize {
+fn report(log: &Log, victims: &[&str], protocol: Protocol) -> usize {
     let mut total_errors = 0;
     for victim in victims.iter().copied() {
         let errors = log.errors.get(victim).copied().unwrap_or(0);
         total_errors += errors;
         println!(
             "{}: killed {victim}: {errors} client-visible errors, checkouts answered again after {:?}",
-            PROTOCOL.as_str(),
+            protocol.as_str(),
             log.back_after.get(victim)
         );
     }
     println!(
         "{}: {total_errors} client-visible errors in all",
-        PROTOCOL.as_str()
+        protocol.as_str()
     );
     let service_errors: usize = ["order-1", "stock-1", "payment-2"]
         .iter()
@@ -273,3 +291,5 @@ async fn books_balance(
     }
     true
 }
+
+e2e::both_protocols!(checkouts_survive_every_kind_of_crash);
