@@ -480,3 +480,76 @@ async fn a_script_error_writes_nothing() {
     let record: i64 = conn.exists("step:bad").await.unwrap();
     assert_eq!(record, 0);
 }
+
+/// Exactly-once across the records' lifetime. A duplicate while the step record lives gets
+/// the recorded answer. Once the record has expired, a late copy of the try is older than
+/// the horizon (half the retention) and is not applied: every copy of a command is sent
+/// before the transaction's final phase (a coordinator stops sending when its lease may be
+/// lost), and the record outlives that phase by the whole retention. Late commits and
+/// cancels need no record to be harmless.
+#[tokio::test]
+async fn redelivered_commands_move_nothing_twice_even_after_their_records_expire() {
+    use common::protocol::{Envelope, PaymentCommand, ReplyTo};
+    let (_server, _, mut conn) = redis().await;
+    let ledger = Ledger::new(conn.clone(), super::ITEMS, Duration::from_secs(2));
+    item(&mut conn, "a", 10).await;
+    let envelope = |phase: Phase, lines: &[(&str, i64)]| {
+        let step = step(phase, Protocol::Saga, lines);
+        (
+            Envelope::new(
+                "t",
+                ReplyTo { partition: 0 },
+                PaymentCommand::Step(step.clone()),
+            ),
+            step,
+        )
+    };
+    let outcome = |reply: Option<common::protocol::OrderReply>| match reply {
+        Some(common::protocol::OrderReply::Step { outcome, .. }) => outcome,
+        other => panic!("unexpected reply {other:?}"),
+    };
+    let (try_copy, take) = envelope(Phase::Try, &[("a", 3)]);
+    assert_eq!(outcome(ledger.apply(&try_copy, &take).await), Outcome::Done);
+    assert_eq!(outcome(ledger.apply(&try_copy, &take).await), Outcome::Done);
+    assert_eq!(stock(&mut conn, "a").await, 7, "a duplicate moved stock");
+    let (commit_copy, commit) = envelope(Phase::Commit, &[]);
+    assert_eq!(
+        outcome(ledger.apply(&commit_copy, &commit).await),
+        Outcome::Done
+    );
+    assert_eq!(
+        (stock(&mut conn, "a").await, held(&mut conn, "a").await),
+        (7, 0)
+    );
+    let expired = tokio::time::timeout(Duration::from_secs(10), async {
+        while conn.exists::<_, bool>("step:t").await.unwrap() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(expired.is_ok(), "the finished step record never expired");
+    let late = outcome(ledger.apply(&try_copy, &take).await);
+    assert_eq!(refused_with(&late), Some(Code::Expired));
+    assert_eq!(
+        outcome(ledger.apply(&commit_copy, &commit).await),
+        Outcome::Refused(common::Refusal::new(
+            Code::NotPrepared,
+            "transaction t has nothing to commit here"
+        ))
+    );
+    let (cancel_copy, cancel) = envelope(Phase::Cancel, &[]);
+    assert_eq!(
+        outcome(ledger.apply(&cancel_copy, &cancel).await),
+        Outcome::Done
+    );
+    assert_eq!(
+        (stock(&mut conn, "a").await, held(&mut conn, "a").await),
+        (7, 0)
+    );
+    // A copy within the horizon is judged by the record again: here the late cancel's
+    // tombstone, which forbids the try for another retention period.
+    let (fresh, take) = envelope(Phase::Try, &[("a", 3)]);
+    assert!(
+        matches!(outcome(ledger.apply(&fresh, &take).await), Outcome::Refused(r) if r.code == Code::Cancelled)
+    );
+}
