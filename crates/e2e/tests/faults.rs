@@ -496,6 +496,8 @@ async fn batch_init_never_replaces_records_in_a_checkout(protocol: Protocol) {
         left += api.stock_of(&i.to_string()).await;
     }
     assert_eq!(left, 1000 - sold);
+    let quiet = eventually(SETTLE, || async { !faulty.in_flight_at_least(1).await }).await;
+    assert!(quiet, "checkouts left in flight");
     api.post("/orders/batch_init/10/10/10/1").await.expect_ok();
 }
 

@@ -25,6 +25,11 @@ use crate::protocol::{Envelope, OrderReply};
 /// How many commands one replica works on at once.
 const MAX_IN_FLIGHT: usize = 512;
 
+/// How long a consumer may hold no partition before it is replaced. (A group with more
+/// replicas than partitions would churn its idle members: keep `KAFKA_PARTITIONS` above the
+/// number of replicas.)
+const UNASSIGNED_PATIENCE: Duration = Duration::from_secs(15);
+
 /// Runs the command loop of `group` on `topic` until `shutdown`.
 ///
 /// `handle` must be idempotent and must retry transient failures itself, for a bounded time:
@@ -83,6 +88,7 @@ async fn consume<C, H, F>(
     let mut health = tokio::time::interval(Duration::from_secs(1));
     let consumer = Arc::new(consumer);
     let mut in_flight = FuturesOrdered::new();
+    let mut unassigned_since = None;
     tracing::info!(topic, group, "command loop started");
     loop {
         tokio::select! {
@@ -91,6 +97,17 @@ async fn consume<C, H, F>(
             _ = health.tick() => {
                 if let Some((code, reason)) = consumer.client().fatal_error() {
                     tracing::error!(?code, %reason, "consumer failed for good; replacing it");
+                    break;
+                }
+                // A consumer whose group session timed out while the broker was frozen may
+                // never rejoin (seen with static membership after SIGSTOP/SIGCONT of the
+                // broker): no partitions, no error. A fresh consumer joins at once.
+                let assigned = consumer.assignment().map(|a| a.count() > 0).unwrap_or(false);
+                let since = *unassigned_since.get_or_insert_with(tokio::time::Instant::now);
+                if assigned {
+                    unassigned_since = None;
+                } else if since.elapsed() > UNASSIGNED_PATIENCE {
+                    tracing::warn!(topic, group, "no partitions for too long; replacing the consumer");
                     break;
                 }
             }

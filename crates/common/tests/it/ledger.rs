@@ -491,7 +491,7 @@ async fn a_script_error_writes_nothing() {
 async fn redelivered_commands_move_nothing_twice_even_after_their_records_expire() {
     use common::protocol::{Envelope, PaymentCommand, ReplyTo};
     let (_server, _, mut conn) = redis().await;
-    let ledger = Ledger::new(conn.clone(), super::ITEMS, Duration::from_secs(2));
+    let ledger = Ledger::new(conn.clone(), common::ledger::ITEMS, Duration::from_secs(2));
     item(&mut conn, "a", 10).await;
     let envelope = |phase: Phase, lines: &[(&str, i64)]| {
         let step = step(phase, Protocol::Saga, lines);
