@@ -247,8 +247,8 @@ gateway_routes() {
     "$py" -c 'import sys, yaml; sys.exit(sys.argv[2] not in yaml.safe_load(open(sys.argv[1]))["services"])' \
       "$work/compose.yml" "$host" || { echo "upstream $host is no compose service"; ok=1; }
   done < <(sed -nE 's/^\s*server\s+([a-z0-9-]+):8080.*/\1/p' "$conf")
-  for route in 'location = /health' 'location /orders/' 'location /stock/' 'location /payment/' \
-    'proxy_next_upstream error timeout http_502 http_503 http_504 non_idempotent' \
+  for route in 'location = /health' 'location /orders/' 'location /orders/checkout/' \
+    'location /stock/' 'location /payment/' 'proxy_next_upstream error timeout http_502 http_503 http_504;' \
     'proxy_next_upstream_tries 3' 'keepalive '; do
     grep -qF "$route" "$conf" || { echo "missing: $route"; ok=1; }
   done
@@ -290,6 +290,14 @@ docs = {f"{d['kind']}/{d['metadata']['name']}": d
 def env(kind_name, var):
     c = docs[kind_name]["spec"]["template"]["spec"]["containers"][0]
     return {e["name"]: e for e in c.get("env", [])}.get(var)
+# Always: only checkout may be replayed after it reached a replica (issue 10).
+for k, d in docs.items():
+    if d["kind"] == "Ingress" and "non_idempotent" in \
+            d["metadata"].get("annotations", {}).get("nginx.ingress.kubernetes.io/proxy-next-upstream", ""):
+        paths = [p["path"] for r in d["spec"]["rules"] for p in r["http"]["paths"]]
+        if paths != ["/orders/checkout/"]:
+            print(f"{k}: replays non-idempotent requests on {paths}")
+            sys.exit(1)
 failed = [e for e in sys.argv[2:] if not eval(e)]
 print("\n".join(f"not true: {e}" for e in failed))
 sys.exit(1 if failed else 0)
@@ -313,8 +321,10 @@ check "defaults: lint, render, validate" chart_case defaults -- \
   "docs['HorizontalPodAutoscaler/webshop-stock']['spec']['minReplicas'] == 2" \
   "'HorizontalPodAutoscaler/webshop-payment' in docs and 'HorizontalPodAutoscaler/webshop-order' not in docs" \
   "all(f'PodDisruptionBudget/webshop-{s}' in docs for s in ('order', 'stock', 'payment'))" \
-  "sorted(p['path'] for p in docs['Ingress/webshop']['spec']['rules'][0]['http']['paths']) == ['/orders/', '/payment/', '/stock/']" \
-  "'non_idempotent' in docs['Ingress/webshop']['metadata']['annotations']['nginx.ingress.kubernetes.io/proxy-next-upstream']"
+  "sorted(p['path'] for p in docs['Ingress/webshop-api']['spec']['rules'][0]['http']['paths']) == ['/orders/', '/payment/', '/stock/']" \
+  "[p['path'] for p in docs['Ingress/webshop-checkout']['spec']['rules'][0]['http']['paths']] == ['/orders/checkout/']" \
+  "'non_idempotent' in docs['Ingress/webshop-checkout']['metadata']['annotations']['nginx.ingress.kubernetes.io/proxy-next-upstream']" \
+  "'non_idempotent' not in docs['Ingress/webshop-api']['metadata']['annotations']['nginx.ingress.kubernetes.io/proxy-next-upstream']"
 check "checkoutProtocol=2pc" chart_case 2pc --set checkoutProtocol=2pc -- \
   "docs['ConfigMap/webshop']['data']['CHECKOUT_PROTOCOL'] == '2pc'"
 check "replicas 3 each, autoscaling off, no ingress" chart_case replicas3 \

@@ -3,6 +3,7 @@
 //! with the services (built by `Stack::start` if missing).
 
 mod client;
+mod gateways;
 
 use std::time::{Duration, Instant};
 
