@@ -249,7 +249,8 @@ gateway_routes() {
   done < <(sed -nE 's/^\s*server\s+([a-z0-9-]+):8080.*/\1/p' "$conf")
   for route in 'location = /health' 'location /orders/' 'location /orders/checkout/' \
     'location /stock/' 'location /payment/' 'proxy_next_upstream error timeout http_502 http_503 http_504;' \
-    'proxy_next_upstream_tries 3' 'keepalive '; do
+    'proxy_next_upstream_tries 3' 'keepalive ' 'worker_rlimit_nofile ' 'backlog=' \
+    'proxy_http_version 1.1;' 'proxy_read_timeout '; do
     grep -qF "$route" "$conf" || { echo "missing: $route"; ok=1; }
   done
   return $ok

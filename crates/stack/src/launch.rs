@@ -12,7 +12,7 @@ use tokio::process::{Child, Command};
 
 use crate::component::{Component, Kind};
 use crate::config::{PortLayout, StackConfig};
-use crate::{Error, Result, install, kafka, nginx};
+use crate::{Error, Result, install, kafka, nginx, procs};
 
 pub struct Launcher {
     cfg: StackConfig,
@@ -51,7 +51,9 @@ impl Launcher {
         }
         let kafka_classpath = kafka::classpath(cfg)?;
         let (kafka_props, kafka_log4j) = kafka::prepare(cfg, ports, &kafka_classpath)?;
-        let (nginx_prefix, nginx_conf) = nginx::prepare(cfg, ports)?;
+        // Every component inherits the raised limit (nginx's workers, Redis's clients).
+        let nofile = procs::raise_nofile_limit();
+        let (nginx_prefix, nginx_conf) = nginx::prepare(cfg, ports, nofile)?;
         Ok(Launcher {
             cfg: cfg.clone(),
             ports: *ports,

@@ -114,6 +114,20 @@ pub async fn terminate(pid: u32, grace: Duration) -> Result<()> {
     Ok(())
 }
 
+/// Raises this process's soft `RLIMIT_NOFILE` to its hard limit and returns the soft limit now
+/// in force. Children inherit it: the gateway holds two descriptors per proxied request and
+/// Redis one per client, and the usual soft default of 1024 caps both far below a benchmark.
+pub fn raise_nofile_limit() -> u64 {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return 1024;
+    };
+    if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+        return hard;
+    }
+    soft
+}
+
 fn to_pid(pid: u32) -> Pid {
     Pid::from_raw(pid as i32)
 }

@@ -125,7 +125,7 @@ fn nginx_violations(conf: &str) -> Vec<String> {
 
 #[test]
 fn local_gateway_replays_only_checkout() {
-    let conf = stack::nginx::render(Path::new("/p"), &PortLayout::default(), 2);
+    let conf = stack::nginx::render(Path::new("/p"), &PortLayout::default(), 2, 65_536);
     assert_eq!(nginx_violations(&conf), Vec::<String>::new());
 }
 

@@ -115,9 +115,13 @@ async fn killed_kafka_is_restarted_and_serves_metadata_again() {
         .expect("whole stack healthy");
 }
 
+/// Held by the tests that kill the shared gateway and by those that must not see it die.
+static GATEWAY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test]
 async fn killed_gateway_is_restarted_without_leftover_workers() {
     let stack = shared().await;
+    let _gateway = GATEWAY.lock().await;
     kill_and_expect_restart(stack, "gateway").await;
     let health = client::http_get(&stack.gateway_url(), "/health").await;
     assert_eq!(health.0, 200, "{health:?}");
@@ -221,4 +225,42 @@ async fn a_crash_looping_service_fails_the_start_fast() {
         "took {:?}",
         started.elapsed()
     );
+}
+
+/// Thousands of clients at once (issue 12): the gateway accepts every connection and answers
+/// on each, with no transport error. Needs its file limit, backlog and worker connections.
+#[tokio::test]
+async fn gateway_serves_thousands_of_concurrent_connections() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const CLIENTS: usize = 4_000;
+    let stack = shared().await;
+    let _gateway = GATEWAY.lock().await;
+    // Our own side of the connections needs descriptors too.
+    assert!(stack::procs::raise_nofile_limit() > 2 * CLIENTS as u64);
+    let port = stack.ports().gateway;
+    let mut connections = Vec::with_capacity(CLIENTS);
+    for _ in 0..CLIENTS {
+        let c = tokio::net::TcpStream::connect(("127.0.0.1", port)).await;
+        connections.push(c.expect("the gateway accepts the connection"));
+    }
+    let mut answers = tokio::task::JoinSet::new();
+    for mut c in connections {
+        answers.spawn(async move {
+            c.write_all(b"GET /health HTTP/1.1\r\nHost: gateway\r\n\r\n")
+                .await?;
+            let mut head = [0u8; 12];
+            c.read_exact(&mut head).await?;
+            // The connection stays open until every client has its answer.
+            Ok::<_, std::io::Error>((String::from_utf8_lossy(&head).into_owned(), c))
+        });
+    }
+    let mut open = Vec::with_capacity(CLIENTS);
+    while let Some(answer) = answers.join_next().await {
+        let (status, c) = answer
+            .expect("task")
+            .expect("an answer on every connection");
+        assert_eq!(status, "HTTP/1.1 200");
+        open.push(c);
+    }
+    assert_eq!(open.len(), CLIENTS);
 }
