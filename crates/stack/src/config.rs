@@ -308,7 +308,11 @@ mod tests {
     fn protocol_round_trips() {
         assert_eq!("2pc".parse::<Protocol>().unwrap(), Protocol::TwoPc);
         assert_eq!(" SAGA ".parse::<Protocol>().unwrap(), Protocol::Saga);
-        assert!("3pc".parse::<Protocol>().is_err());
+        // Exactly what the services accept: trimmed, any case, `saga` or `2pc`.
+        for bad in ["3pc", "twopc", "", "sagas"] {
+            let err = bad.parse::<Protocol>().unwrap_err().to_string();
+            assert!(err.contains("saga or 2pc"), "{err}");
+        }
         let json = serde_json::to_string(&Protocol::TwoPc).unwrap();
         assert_eq!(json, "\"2pc\"");
     }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use tokio::task::JoinSet;
 
-use crate::component::{self, Component, Kind};
+use crate::component::{self, Component, Service};
 use crate::config::{PortLayout, StackConfig};
 use crate::health::Probe;
 use crate::supervisor::State;
@@ -165,27 +165,17 @@ impl Stack {
         format!("http://127.0.0.1:{}", self.ports().gateway)
     }
 
-    /// Base URL of one replica, bypassing the gateway, e.g. `service_url("order-1")`.
-    pub fn service_url(&self, replica: &str) -> Option<String> {
-        self.component(replica)
-            .filter(|c| c.kind == Kind::Service)
-            .map(|c| format!("http://127.0.0.1:{}", c.port))
-    }
-
     /// `redis://` URL of a service's own Redis: `redis_url("order")` or `redis_url("order-db")`.
     pub fn redis_url(&self, service: &str) -> Option<String> {
-        let name = if service.ends_with("-db") {
-            service.to_string()
-        } else {
-            format!("{service}-db")
-        };
-        self.component(&name)
-            .map(|c| format!("redis://127.0.0.1:{}", c.port))
-    }
-
-    /// The `KAFKA_BROKERS` value the services get.
-    pub fn kafka_brokers(&self) -> String {
-        format!("127.0.0.1:{}", self.ports().kafka)
+        let service: Service = service
+            .strip_suffix("-db")
+            .unwrap_or(service)
+            .parse()
+            .ok()?;
+        Some(format!(
+            "redis://127.0.0.1:{}",
+            service.db_port(&self.ports())
+        ))
     }
 
     /// Component names in start order.
@@ -234,14 +224,6 @@ impl Stack {
                 }
                 _ => tokio::time::sleep(Duration::from_millis(50)).await,
             }
-        }
-    }
-
-    /// Probes one component now.
-    pub async fn probe(&self, name: &str) -> Probe {
-        match self.component(name) {
-            Some(c) => c.probe().await,
-            None => Err(format!("unknown component {name:?}")),
         }
     }
 

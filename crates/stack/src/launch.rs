@@ -10,7 +10,7 @@ use std::process::Stdio;
 
 use tokio::process::{Child, Command};
 
-use crate::component::{Component, Kind};
+use crate::component::{Component, Kind, Service};
 use crate::config::{PortLayout, StackConfig};
 use crate::{Error, Result, install, kafka, nginx, procs};
 
@@ -39,8 +39,8 @@ impl Launcher {
         let nginx = nginx::binary().ok_or_else(|| Error::Prerequisite("nginx not found".into()))?;
         let java = need("java")?;
         if cfg.services {
-            for s in crate::component::SERVICES {
-                let bin = cfg.bin_dir.join(s);
+            for s in Service::ALL {
+                let bin = cfg.bin_dir.join(s.as_str());
                 if !bin.is_file() {
                     return Err(Error::Prerequisite(format!(
                         "service binary {} missing",
@@ -101,7 +101,7 @@ impl Launcher {
 
     fn command(&self, c: &Component, data: &std::path::Path) -> Command {
         match c.kind {
-            Kind::Redis => {
+            Kind::Redis(_) => {
                 let mut cmd = Command::new(&self.redis_server);
                 cmd.args(["--bind", "127.0.0.1", "--port", &c.port.to_string()])
                     .arg("--dir")
@@ -126,14 +126,9 @@ impl Launcher {
                     .arg(&self.kafka_props);
                 cmd
             }
-            Kind::Service => {
-                let service = c.service.unwrap_or_default();
-                let db_port = match service {
-                    "order" => self.ports.order_db,
-                    "stock" => self.ports.stock_db,
-                    _ => self.ports.payment_db,
-                };
-                let mut cmd = Command::new(self.cfg.bin_dir.join(service));
+            Kind::Service(service) => {
+                let db_port = service.db_port(&self.ports);
+                let mut cmd = Command::new(self.cfg.bin_dir.join(service.as_str()));
                 cmd.env("HTTP_ADDR", format!("127.0.0.1:{}", c.port))
                     .env("REDIS_URL", format!("redis://127.0.0.1:{db_port}"))
                     .env("KAFKA_BROKERS", format!("127.0.0.1:{}", self.ports.kafka))
