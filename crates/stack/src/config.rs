@@ -8,7 +8,35 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::component::Service;
 use crate::{Error, Result};
+
+/// Service settings that `make up` passes from its own environment to the services, when set
+/// (unset: the services' own defaults apply), and the one service each is for (None: all).
+pub const SERVICE_KNOBS: [(&str, Option<Service>); 4] = [
+    // Seconds a finished checkout's records live (services' default: 600).
+    ("STATE_RETENTION_S", None),
+    // Checkouts one order replica runs at once before it answers 503 (default: 512).
+    ("MAX_INFLIGHT_CHECKOUTS", Some(Service::Order)),
+    // Bearer token `batch_init` requires (default: none, open).
+    ("ADMIN_TOKEN", None),
+    // Where traces go over OTLP (default: nowhere).
+    ("OTEL_EXPORTER_OTLP_ENDPOINT", None),
+];
+
+/// Whether the knob `key` of [`SERVICE_KNOBS`] is for `service`.
+pub fn knob_applies(key: &str, service: Service) -> bool {
+    SERVICE_KNOBS
+        .iter()
+        .any(|(k, only)| *k == key && only.is_none_or(|s| s == service))
+}
+
+/// `maxmemory` of each Redis unless `REDIS_MAXMEMORY` says otherwise.
+pub const DEFAULT_REDIS_MAXMEMORY: &str = "1gb";
+
+fn default_redis_maxmemory() -> String {
+    DEFAULT_REDIS_MAXMEMORY.into()
+}
 
 /// The checkout protocol the services run; passed to them as `CHECKOUT_PROTOCOL`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -134,8 +162,15 @@ pub struct StackConfig {
     pub kafka_partitions: Option<u32>,
     /// `RUST_LOG` for the services.
     pub rust_log: String,
-    /// Extra environment for the services (tests use it for tuning knobs).
+    /// Extra environment for every service (tests use it for tuning knobs); applied last.
     pub service_env: Vec<(String, String)>,
+    /// The [`SERVICE_KNOBS`] set in the environment of `make up`, each for its services.
+    #[serde(default)]
+    pub service_knobs: Vec<(String, String)>,
+    /// `maxmemory` of each Redis in Redis's units (`1gb`, `512mb`); writes beyond it are
+    /// refused (`noeviction`), never silently evicted.
+    #[serde(default = "default_redis_maxmemory")]
+    pub redis_maxmemory: String,
     /// The `stack` binary that runs the supervisor; default `bin_dir/stack`. The stack crate's
     /// own tests point it at `CARGO_BIN_EXE_stack`.
     #[serde(default)]
@@ -152,7 +187,8 @@ impl StackConfig {
     }
 
     /// The `make up` stack: `.stack/` in the workspace, fixed ports, knobs from the environment
-    /// (`REPLICAS`, `CHECKOUT_PROTOCOL`, `GATEWAY_PORT`, `KAFKA_PARTITIONS`, `RUST_LOG`).
+    /// (`REPLICAS`, `CHECKOUT_PROTOCOL`, `GATEWAY_PORT`, `KAFKA_PARTITIONS`, `RUST_LOG`,
+    /// `REDIS_MAXMEMORY`, and the [`SERVICE_KNOBS`]).
     pub fn from_env() -> Result<Self> {
         let workspace = Self::default_workspace();
         let mut ports = PortLayout::default();
@@ -174,6 +210,11 @@ impl StackConfig {
             kafka_partitions: env_parse("KAFKA_PARTITIONS")?,
             rust_log: std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
             service_env: Vec::new(),
+            service_knobs: SERVICE_KNOBS
+                .iter()
+                .filter_map(|(key, _)| Some((key.to_string(), env_text(key)?)))
+                .collect(),
+            redis_maxmemory: env_text("REDIS_MAXMEMORY").unwrap_or_else(default_redis_maxmemory),
             stack_bin: None,
             ephemeral: false,
         };
@@ -203,6 +244,8 @@ impl StackConfig {
             kafka_partitions: None,
             rust_log: std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
             service_env: Vec::new(),
+            service_knobs: Vec::new(),
+            redis_maxmemory: default_redis_maxmemory(),
             stack_bin: None,
             ephemeral: true,
         }
@@ -246,6 +289,19 @@ impl StackConfig {
                 self.replicas
             )));
         }
+        let memory = self.redis_maxmemory.to_ascii_lowercase();
+        let digits = memory.trim_end_matches(['b', 'k', 'm', 'g']);
+        let unit = &memory[digits.len()..];
+        let units = ["", "b", "k", "kb", "m", "mb", "g", "gb"];
+        if digits.is_empty()
+            || !digits.bytes().all(|b| b.is_ascii_digit())
+            || !units.contains(&unit)
+        {
+            return Err(Error::Config(format!(
+                "REDIS_MAXMEMORY must be a size such as 1gb or 512mb, got {:?}",
+                self.redis_maxmemory
+            )));
+        }
         Ok(())
     }
 
@@ -279,6 +335,13 @@ impl StackConfig {
     pub fn kafka_pom(&self) -> PathBuf {
         self.workspace.join("tools/kafka/pom.xml")
     }
+}
+
+/// The trimmed value of `key`, if set and not blank.
+fn env_text(key: &str) -> Option<String> {
+    let value = std::env::var(key).ok()?;
+    let value = value.trim();
+    (!value.is_empty()).then(|| value.to_string())
 }
 
 fn env_parse<T: std::str::FromStr>(key: &str) -> Result<Option<T>> {
@@ -315,6 +378,27 @@ mod tests {
         }
         let json = serde_json::to_string(&Protocol::TwoPc).unwrap();
         assert_eq!(json, "\"2pc\"");
+    }
+
+    #[test]
+    fn knobs_reach_their_services() {
+        assert!(knob_applies("STATE_RETENTION_S", Service::Payment));
+        assert!(knob_applies("MAX_INFLIGHT_CHECKOUTS", Service::Order));
+        assert!(!knob_applies("MAX_INFLIGHT_CHECKOUTS", Service::Stock));
+        assert!(!knob_applies("HTTP_ADDR", Service::Order));
+    }
+
+    #[test]
+    fn redis_maxmemory_is_a_size() {
+        let mut c = StackConfig::for_tests("m");
+        for good in ["1gb", "512MB", "1073741824", "100k"] {
+            c.redis_maxmemory = good.into();
+            c.validate().unwrap();
+        }
+        for bad in ["", "gb", "1tb", "1.5gb", "-1"] {
+            c.redis_maxmemory = bad.into();
+            assert!(c.validate().is_err(), "{bad:?} accepted");
+        }
     }
 
     #[test]

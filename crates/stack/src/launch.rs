@@ -11,7 +11,7 @@ use std::process::Stdio;
 use tokio::process::{Child, Command};
 
 use crate::component::{Component, Kind, Service};
-use crate::config::{PortLayout, StackConfig};
+use crate::config::{self, PortLayout, StackConfig};
 use crate::{Error, Result, install, kafka, nginx, procs};
 
 pub struct Launcher {
@@ -109,6 +109,14 @@ impl Launcher {
                     // Durability contract: a 2xx is sent only after its write is on disk, so
                     // every write is fsynced (everysec could lose the last second on a crash).
                     .args(["--appendonly", "yes", "--appendfsync", "always"])
+                    // Bounded state: a write beyond maxmemory is refused (the service answers
+                    // 503), never answered by evicting data. The AOF is rewritten once it has
+                    // doubled since the last rewrite (and is at least 64 MB), so on disk it
+                    // stays within about twice the live data.
+                    .args(["--maxmemory", &self.cfg.redis_maxmemory])
+                    .args(["--maxmemory-policy", "noeviction"])
+                    .args(["--auto-aof-rewrite-percentage", "100"])
+                    .args(["--auto-aof-rewrite-min-size", "64mb"])
                     .args(["--save", "", "--daemonize", "no", "--protected-mode", "no"])
                     .args(["--logfile", "", "--always-show-logo", "no"]);
                 cmd
@@ -138,6 +146,12 @@ impl Launcher {
                 if let Some(p) = self.cfg.kafka_partitions {
                     cmd.env("KAFKA_PARTITIONS", p.to_string());
                 }
+                let knobs = self.cfg.service_knobs.iter();
+                cmd.envs(
+                    knobs
+                        .filter(|(k, _)| config::knob_applies(k, service))
+                        .map(|(k, v)| (k, v)),
+                );
                 cmd.envs(self.cfg.service_env.iter().map(|(k, v)| (k, v)));
                 cmd
             }

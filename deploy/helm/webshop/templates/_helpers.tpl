@@ -39,6 +39,7 @@ metadata:
     {{- include "webshop.labels" . | nindent 4 }}
   annotations:
     checksum/config: {{ include (print $root.Template.BasePath "/configmap.yaml") $root | sha256sum }}
+    checksum/secret: {{ include (print $root.Template.BasePath "/secret.yaml") $root | sha256sum }}
     {{- with $root.Values.podAnnotations }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
@@ -93,6 +94,17 @@ spec:
               fieldPath: metadata.name
         - name: REDIS_URL
           value: {{ index $root.Values.redis .component | quote }}
+        {{- if eq .component "order" }}
+        - name: MAX_INFLIGHT_CHECKOUTS
+          value: {{ $root.Values.maxInflightCheckouts | quote }}
+        {{- end }}
+        {{- if $root.Values.adminToken }}
+        - name: ADMIN_TOKEN
+          valueFrom:
+            secretKeyRef:
+              name: {{ include "webshop.fullname" $root }}
+              key: ADMIN_TOKEN
+        {{- end }}
         {{- with $root.Values.extraEnv }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
