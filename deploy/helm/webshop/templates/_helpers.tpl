@@ -113,12 +113,15 @@ spec:
         httpGet: {path: /health/live, port: http}
         periodSeconds: 2
         failureThreshold: 60
+      # Live: the process serves HTTP at all. Restarting cannot fix a sick Redis or Kafka, so
+      # liveness never depends on them.
       livenessProbe:
         httpGet: {path: /health/live, port: http}
         periodSeconds: 10
         timeoutSeconds: 3
         failureThreshold: 3
-      # Not ready while its Redis or Kafka is unusable: the Service then stops sending traffic.
+      # Ready: it can serve its own routes (its Redis answers; Kafka is not required, since
+      # reads and direct writes need none). Unready, the Service stops sending it traffic.
       readinessProbe:
         httpGet: {path: /health/ready, port: http}
         periodSeconds: 5
