@@ -1,7 +1,8 @@
 //! The components of a stack, in start order, and how each one is probed.
 //!
 //! Names are fixed by the contract (DESIGN.md section 3): `order-db`, `stock-db`, `payment-db`,
-//! `kafka`, `order-1`.., `stock-1`.., `payment-1`.., `gateway`.
+//! `kafka`, `order-1`.., `stock-1`.., `payment-1`.., `gateway`, and with `MONITORING=1`
+//! `prometheus`.
 
 use std::time::Duration;
 
@@ -86,6 +87,8 @@ pub enum Kind {
     /// A replica of one service.
     Service(Service),
     Gateway,
+    /// The local Prometheus (`MONITORING=1`).
+    Prometheus,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -105,6 +108,7 @@ impl Component {
             Kind::Kafka => health::kafka(self.port).await,
             Kind::Service(_) => health::http_ok(self.port, "/health/ready").await,
             Kind::Gateway => health::http_ok(self.port, "/health").await,
+            Kind::Prometheus => health::http_ok(self.port, "/-/ready").await,
         }
     }
 
@@ -120,7 +124,7 @@ impl Component {
     pub fn start_timeout(&self) -> Duration {
         match self.kind {
             Kind::Kafka | Kind::Service(_) => Duration::from_secs(120),
-            Kind::Redis(_) | Kind::Gateway => Duration::from_secs(30),
+            Kind::Redis(_) | Kind::Gateway | Kind::Prometheus => Duration::from_secs(30),
         }
     }
 }
@@ -153,7 +157,13 @@ pub fn stages(cfg: &StackConfig, ports: &PortLayout) -> Vec<Vec<Component>> {
         kind: Kind::Gateway,
         port: ports.gateway,
     }];
-    [redis, kafka, services, gateway]
+    let prometheus = Component {
+        name: "prometheus".into(),
+        kind: Kind::Prometheus,
+        port: ports.prometheus,
+    };
+    let monitoring: Vec<_> = cfg.monitoring.then_some(prometheus).into_iter().collect();
+    [redis, kafka, services, gateway, monitoring]
         .into_iter()
         .filter(|stage: &Vec<Component>| !stage.is_empty())
         .collect()
@@ -199,6 +209,13 @@ mod tests {
         }
         assert!("Order".parse::<Service>().is_err());
         assert!("gateway".parse::<Service>().is_err());
+    }
+
+    #[test]
+    fn monitoring_adds_prometheus_last() {
+        let cfg = StackConfig::for_tests("c").with_monitoring();
+        let last = all(&cfg, &PortLayout::default()).pop().unwrap();
+        assert_eq!((last.name.as_str(), last.port), ("prometheus", 9090));
     }
 
     #[test]

@@ -82,6 +82,13 @@ pub struct PortLayout {
     pub order_base: u16,
     pub stock_base: u16,
     pub payment_base: u16,
+    /// The local Prometheus of `MONITORING=1`.
+    #[serde(default = "default_prometheus_port")]
+    pub prometheus: u16,
+}
+
+fn default_prometheus_port() -> u16 {
+    9090
 }
 
 impl Default for PortLayout {
@@ -97,6 +104,7 @@ impl Default for PortLayout {
             order_base: 8100,
             stock_base: 8200,
             payment_base: 8300,
+            prometheus: default_prometheus_port(),
         }
     }
 }
@@ -114,7 +122,7 @@ pub const SLOT_MAX_REPLICAS: u32 = 29;
 
 impl PortLayout {
     /// The layout of test slot `slot`: gateway at +0, Redis at +1..+3, Kafka at +4/+5,
-    /// order replicas at +11.., stock at +41.., payment at +71...
+    /// Prometheus at +6, order replicas at +11.., stock at +41.., payment at +71...
     pub fn slot(slot: u16) -> Self {
         let b = SLOT_FIRST_PORT + slot * SLOT_WIDTH;
         PortLayout {
@@ -127,6 +135,7 @@ impl PortLayout {
             order_base: b + 10,
             stock_base: b + 40,
             payment_base: b + 70,
+            prometheus: b + 6,
         }
     }
 }
@@ -158,6 +167,9 @@ pub struct StackConfig {
     pub ports: Ports,
     /// Run the services (false: only Redis, Kafka and the gateway, for testing the runner).
     pub services: bool,
+    /// Also run a Prometheus that scrapes every service replica (`MONITORING=1`).
+    #[serde(default)]
+    pub monitoring: bool,
     /// Passed to the services as `KAFKA_PARTITIONS` when set.
     pub kafka_partitions: Option<u32>,
     /// `RUST_LOG` for the services.
@@ -207,6 +219,7 @@ impl StackConfig {
             protocol,
             ports: Ports::Fixed(ports),
             services: true,
+            monitoring: env_flag("MONITORING")?,
             kafka_partitions: env_parse("KAFKA_PARTITIONS")?,
             rust_log: std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
             service_env: Vec::new(),
@@ -241,6 +254,7 @@ impl StackConfig {
             protocol: Protocol::Saga,
             ports: Ports::Auto,
             services: true,
+            monitoring: false,
             kafka_partitions: None,
             rust_log: std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
             service_env: Vec::new(),
@@ -270,6 +284,12 @@ impl StackConfig {
     /// Run the services too (the default of both constructors).
     pub fn with_services(mut self) -> Self {
         self.services = true;
+        self
+    }
+
+    /// Also run the local Prometheus (as `MONITORING=1` does for `make up`).
+    pub fn with_monitoring(mut self) -> Self {
+        self.monitoring = true;
         self
     }
 
@@ -342,6 +362,18 @@ fn env_text(key: &str) -> Option<String> {
     let value = std::env::var(key).ok()?;
     let value = value.trim();
     (!value.is_empty()).then(|| value.to_string())
+}
+
+/// A boolean knob: unset, empty, `0`, `false`, `no` or `off` are false; `1`, `true`, `yes`, `on`
+/// are true; anything else is an error.
+fn env_flag(key: &str) -> Result<bool> {
+    match env_text(key).map(|v| v.to_ascii_lowercase()).as_deref() {
+        None | Some("0" | "false" | "no" | "off") => Ok(false),
+        Some("1" | "true" | "yes" | "on") => Ok(true),
+        Some(other) => Err(Error::Config(format!(
+            "{key} must be 1 or 0, got {other:?}"
+        ))),
+    }
 }
 
 fn env_parse<T: std::str::FromStr>(key: &str) -> Result<Option<T>> {

@@ -12,7 +12,7 @@ use tokio::process::{Child, Command};
 
 use crate::component::{Component, Kind, Service};
 use crate::config::{self, PortLayout, StackConfig};
-use crate::{Error, Result, install, kafka, nginx, procs};
+use crate::{Error, Result, install, kafka, nginx, procs, prometheus};
 
 pub struct Launcher {
     cfg: StackConfig,
@@ -25,6 +25,8 @@ pub struct Launcher {
     kafka_log4j: PathBuf,
     nginx_prefix: PathBuf,
     nginx_conf: PathBuf,
+    /// The `prometheus` binary and its config, with `MONITORING=1`.
+    prometheus: Option<(PathBuf, PathBuf)>,
 }
 
 impl Launcher {
@@ -54,6 +56,11 @@ impl Launcher {
         // Every component inherits the raised limit (nginx's workers, Redis's clients).
         let nofile = procs::raise_nofile_limit();
         let (nginx_prefix, nginx_conf) = nginx::prepare(cfg, ports, nofile)?;
+        let prometheus = if cfg.monitoring {
+            Some((need("prometheus")?, prometheus::prepare(cfg, ports)?))
+        } else {
+            None
+        };
         Ok(Launcher {
             cfg: cfg.clone(),
             ports: *ports,
@@ -65,6 +72,7 @@ impl Launcher {
             kafka_log4j,
             nginx_prefix,
             nginx_conf,
+            prometheus,
         })
     }
 
@@ -162,6 +170,13 @@ impl Launcher {
                     .arg("-c")
                     .arg(&self.nginx_conf)
                     .args(["-e", "stderr", "-g", "daemon off;"]);
+                cmd
+            }
+            Kind::Prometheus => {
+                // Only a monitored stack has this component, and then prepare found both.
+                let (program, conf) = self.prometheus.as_ref().expect("monitoring prepared");
+                let mut cmd = Command::new(program);
+                cmd.args(prometheus::args(conf, data, c.port));
                 cmd
             }
         }

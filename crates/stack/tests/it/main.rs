@@ -1,9 +1,11 @@
 //! The runner against real processes: a stack of Redis x3, Kafka and nginx without services,
-//! shared by most tests of this binary; a second such stack beside it; and one full stack
-//! with the services (built by `Stack::start` if missing).
+//! shared by most tests of this binary; a second such stack beside it; full stacks with the
+//! services (built by `Stack::start`), one of them monitored; and the gateway configs
+//! ([`gateways`]), read without running anything.
 
 mod client;
 mod gateways;
+mod monitoring;
 
 use std::time::{Duration, Instant};
 
