@@ -107,6 +107,27 @@ async fn killed_redis_comes_back_with_acknowledged_writes() {
     assert_eq!(client::get(&url, &key).await.as_deref(), Some("42"));
 }
 
+/// Bounded state (issue 11): every Redis refuses writes beyond maxmemory instead of evicting,
+/// rewrites its AOF at set thresholds, and still fsyncs every write.
+#[tokio::test]
+async fn every_redis_is_bounded_and_durable() {
+    let stack = shared().await;
+    for service in ["order", "stock", "payment"] {
+        let url = stack.redis_url(service).expect("a redis per service");
+        for (parameter, want) in [
+            ("maxmemory", "1073741824"),
+            ("maxmemory-policy", "noeviction"),
+            ("auto-aof-rewrite-percentage", "100"),
+            ("auto-aof-rewrite-min-size", "67108864"),
+            ("appendonly", "yes"),
+            ("appendfsync", "always"),
+        ] {
+            let got = client::config_get(&url, parameter).await;
+            assert_eq!(got, want, "{service}-db: {parameter}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn killed_kafka_is_restarted_and_serves_metadata_again() {
     let stack = shared().await;
