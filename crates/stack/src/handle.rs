@@ -18,7 +18,7 @@ use crate::component::{self, Component, Service};
 use crate::config::{PortLayout, StackConfig};
 use crate::health::Probe;
 use crate::supervisor::State;
-use crate::{Error, Result, binaries, locks, procs};
+use crate::{Error, Result, binaries, files, locks, procs};
 
 /// How long [`Stack::start`] waits: a cold start resolves Kafka with Maven first.
 pub const START_TIMEOUT: Duration = Duration::from_secs(300);
@@ -67,26 +67,21 @@ impl Stack {
             return Err(Error::AlreadyRunning(config.root.clone()));
         }
         let stack_bin = binaries::ensure(&config)?;
-        std::fs::create_dir_all(config.logs_dir()).map_err(|e| Error::io(&config.logs_dir(), e))?;
+        files::create_dir(&config.logs_dir())?;
         let launch_file = config.root.join("launch.json");
         let json = serde_json::to_vec_pretty(&config).expect("config serializes");
-        std::fs::write(&launch_file, json).map_err(|e| Error::io(&launch_file, e))?;
+        files::write(&launch_file, json)?;
         let _ = std::fs::remove_file(config.state_file());
 
         let log_path = config.log_file("supervisor");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(|e| Error::io(&log_path, e))?;
-        let log_err = log.try_clone().map_err(|e| Error::io(&log_path, e))?;
+        let (log, log_err) = files::append_log(&log_path)?;
         let mut cmd = Command::new(&stack_bin);
         cmd.arg("supervise")
             .arg("--config")
             .arg(&launch_file)
             .current_dir(&config.root)
-            .stdout(Stdio::from(log))
-            .stderr(Stdio::from(log_err));
+            .stdout(log)
+            .stderr(log_err);
         if detach {
             // The supervisor calls setsid() itself (a group leader could not).
             cmd.arg("--detach").stdin(Stdio::null());

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::config::{PortLayout, StackConfig};
-use crate::{Error, Result};
+use crate::{Error, Result, files};
 
 /// Main class of the broker.
 pub const MAIN_CLASS: &str = "kafka.Kafka";
@@ -26,7 +26,7 @@ pub fn classpath(cfg: &StackConfig) -> Result<String> {
     // starting at once never read a half-written classpath.
     let tmp = file.with_extension(format!("tmp{}", std::process::id()));
     if let Some(dir) = file.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        files::create_dir(dir)?;
     }
     let out = Command::new("mvn")
         .args(["-B", "-q", "-f"])
@@ -176,11 +176,11 @@ pub fn prepare(
 ) -> Result<(PathBuf, PathBuf)> {
     let home = cfg.data_dir().join("kafka");
     let log_dir = home.join("log");
-    std::fs::create_dir_all(&log_dir).map_err(|e| Error::io(&log_dir, e))?;
+    files::create_dir(&log_dir)?;
     let props = home.join("server.properties");
-    std::fs::write(&props, server_properties(ports, &log_dir)).map_err(|e| Error::io(&props, e))?;
+    files::write(&props, server_properties(ports, &log_dir))?;
     let log4j = home.join("log4j2.xml");
-    std::fs::write(&log4j, LOG4J2_XML).map_err(|e| Error::io(&log4j, e))?;
+    files::write(&log4j, LOG4J2_XML)?;
     if !log_dir.join("meta.properties").exists() {
         let out = Command::new("java")
             .arg(format!("-Dlog4j2.configurationFile={}", log4j.display()))

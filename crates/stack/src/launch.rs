@@ -4,7 +4,6 @@
 //! storage, render nginx.conf); [`Launcher::spawn`] is then cheap, so the watchdog can restart
 //! a component within milliseconds of its death.
 
-use std::fs::OpenOptions;
 use std::path::PathBuf;
 use std::process::Stdio;
 
@@ -12,7 +11,7 @@ use tokio::process::{Child, Command};
 
 use crate::component::{Component, Kind, Service};
 use crate::config::{self, PortLayout, StackConfig};
-use crate::{Error, Result, install, kafka, nginx, procs, prometheus};
+use crate::{Error, Result, files, install, kafka, nginx, procs, prometheus};
 
 pub struct Launcher {
     cfg: StackConfig,
@@ -79,19 +78,13 @@ impl Launcher {
     /// Starts `c` in its own process group, cwd = its data dir, output appended to its log.
     pub fn spawn(&self, c: &Component) -> Result<Child> {
         let data = self.cfg.data_dir().join(&c.name);
-        std::fs::create_dir_all(&data).map_err(|e| Error::io(&data, e))?;
-        let log_path = self.cfg.log_file(&c.name);
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(|e| Error::io(&log_path, e))?;
-        let log_err = log.try_clone().map_err(|e| Error::io(&log_path, e))?;
+        files::create_dir(&data)?;
+        let (log, log_err) = files::append_log(&self.cfg.log_file(&c.name))?;
         let mut cmd = self.command(c, &data);
         cmd.current_dir(&data)
             .stdin(Stdio::null())
-            .stdout(Stdio::from(log))
-            .stderr(Stdio::from(log_err))
+            .stdout(log)
+            .stderr(log_err)
             .process_group(0)
             .kill_on_drop(false);
         cmd.spawn().map_err(|e| Error::Spawn {

@@ -13,7 +13,8 @@
 //! - [`supervisor`] — the `stack supervise` process: starts stages in order, restarts any
 //!   component that dies (the watchdog), stops everything in reverse order.
 //! - [`Stack`] ([`handle`]): launches a supervisor and talks to a running stack: URLs, pids,
-//!   `kill`, `wait_healthy`, `stop`. [`locks`] keeps stacks apart (root dir, port slot).
+//!   `kill`, `wait_healthy`, `stop`. [`locks`] keeps stacks apart (root dir, port slot);
+//!   [`files`] writes what they share on disk.
 //!
 //! Layout of a root (`.stack/` for `make up`, `target/stack-tests/NAME-PID/` for tests):
 //! `pids/NAME.pid`, `logs/NAME.log` (appended; `logs/supervisor.log` tells what the watchdog
@@ -57,6 +58,7 @@
 pub mod binaries;
 pub mod component;
 pub mod config;
+pub mod files;
 pub mod handle;
 pub mod health;
 pub mod install;

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::config::{PortLayout, StackConfig};
-use crate::{Error, Result};
+use crate::{Result, files};
 
 pub const TEMPLATE: &str = include_str!("../../../deploy/nginx/nginx.conf.template");
 
@@ -43,12 +43,10 @@ pub fn render(prefix: &Path, ports: &PortLayout, replicas: u32, nofile: u64) -> 
 
 /// Writes the config for `nofile` descriptors per process; returns the prefix dir and config path.
 pub fn prepare(cfg: &StackConfig, ports: &PortLayout, nofile: u64) -> Result<(PathBuf, PathBuf)> {
-    let prefix = cfg.data_dir().join("gateway");
-    std::fs::create_dir_all(&prefix).map_err(|e| Error::io(&prefix, e))?;
-    let prefix = prefix.canonicalize().map_err(|e| Error::io(&prefix, e))?;
+    let prefix = files::absolute_dir(&cfg.data_dir().join("gateway"))?;
     let conf = prefix.join("nginx.conf");
     let text = render(&prefix, ports, cfg.replicas, nofile);
-    std::fs::write(&conf, text).map_err(|e| Error::io(&conf, e))?;
+    files::write(&conf, text)?;
     Ok((prefix, conf))
 }
 

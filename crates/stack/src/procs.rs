@@ -17,9 +17,7 @@ use crate::{Error, Result};
 
 /// Writes `pid` atomically (rename), so readers never see a half-written file.
 pub fn write_pid(path: &Path, pid: u32) -> Result<()> {
-    let tmp = path.with_extension("pid.tmp");
-    std::fs::write(&tmp, format!("{pid}\n")).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    crate::files::write_atomic(path, format!("{pid}\n"))
 }
 
 pub fn read_pid(path: &Path) -> Option<u32> {

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::component::Service;
 use crate::config::{PortLayout, StackConfig};
-use crate::{Error, Result};
+use crate::{Result, files};
 
 pub const ALERTS: &str = include_str!("../../../deploy/prometheus/alerts.yml");
 
@@ -42,13 +42,11 @@ pub fn config(ports: &PortLayout, replicas: u32, rules: &Path) -> String {
 
 /// Writes the config and the rules into `data/prometheus/`; returns the config's path.
 pub fn prepare(cfg: &StackConfig, ports: &PortLayout) -> Result<PathBuf> {
-    let home = cfg.data_dir().join("prometheus");
-    std::fs::create_dir_all(&home).map_err(|e| Error::io(&home, e))?;
-    let home = home.canonicalize().map_err(|e| Error::io(&home, e))?;
+    let home = files::absolute_dir(&cfg.data_dir().join("prometheus"))?;
     let rules = home.join("alerts.yml");
-    std::fs::write(&rules, ALERTS).map_err(|e| Error::io(&rules, e))?;
+    files::write(&rules, ALERTS)?;
     let conf = home.join("prometheus.yml");
-    std::fs::write(&conf, config(ports, cfg.replicas, &rules)).map_err(|e| Error::io(&conf, e))?;
+    files::write(&conf, config(ports, cfg.replicas, &rules))?;
     Ok(conf)
 }
 
