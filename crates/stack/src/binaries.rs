@@ -17,17 +17,14 @@ pub fn ensure(cfg: &StackConfig) -> Result<PathBuf> {
         .stack_bin
         .clone()
         .unwrap_or_else(|| cfg.bin_dir.join("stack"));
-    // The same package set as `make up` and the benchmark, so all of them share one build.
-    let mut packages = vec!["stack"];
-    if cfg.services {
-        packages.extend(Service::ALL.map(Service::as_str));
-    }
+    let services = Service::ALL.map(Service::as_str);
     if cfg.bin_dir == cfg.workspace.join("target/release") {
-        build(cfg, &packages)?;
+        build(cfg, &services)?;
     }
-    let missing: Vec<_> = packages[1..]
+    let needed: &[&str] = if cfg.services { &services } else { &[] };
+    let missing: Vec<_> = needed
         .iter()
-        .map(|p| cfg.bin_dir.join(p))
+        .map(|s| cfg.bin_dir.join(s))
         .chain([stack_bin.clone()])
         .filter(|bin| !bin.is_file())
         .map(|bin| bin.display().to_string())
@@ -41,22 +38,26 @@ pub fn ensure(cfg: &StackConfig) -> Result<PathBuf> {
     Ok(stack_bin)
 }
 
-/// `cargo build --release -p ...` in the workspace. Under `cargo test`, `CARGO` names the
-/// running cargo, whose build lock is free while the tests run, so this cannot deadlock.
-fn build(cfg: &StackConfig, packages: &[&str]) -> Result<()> {
+/// `cargo build --release --workspace --bin stack --bin SERVICE..`: always every binary, with
+/// features resolved over the whole workspace as `make build` and `make test` do, so after
+/// them this is a no-op (another package set would build a second variant of every
+/// dependency, minutes on a small machine). Under `cargo test`, `CARGO` names the running
+/// cargo, whose build lock is free while the tests run, so this cannot deadlock.
+fn build(cfg: &StackConfig, services: &[&str]) -> Result<()> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.current_dir(&cfg.workspace).args(["build", "--release"]);
-    for package in packages {
-        cmd.args(["-p", package]);
+    cmd.current_dir(&cfg.workspace)
+        .args(["build", "--release", "--workspace", "--bin", "stack"]);
+    for service in services {
+        cmd.args(["--bin", service]);
     }
     let status = cmd
         .status()
         .map_err(|e| Error::Prerequisite(format!("cannot run cargo: {e}")))?;
     if !status.success() {
         return Err(Error::Prerequisite(format!(
-            "cargo build --release of {} failed",
-            packages.join(", ")
+            "cargo build --release of stack, {} failed",
+            services.join(", ")
         )));
     }
     Ok(())

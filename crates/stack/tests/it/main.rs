@@ -230,10 +230,12 @@ async fn gateway_hides_a_killed_replica_from_clients() {
 /// the whole start timeout.
 #[tokio::test]
 async fn a_crash_looping_service_fails_the_start_fast() {
-    let started = Instant::now();
     let broken = config("stack-it-broken")
         .with_services()
         .with_service_env("HTTP_ADDR", "not-an-address");
+    // The clock measures the start, not cargo bringing the binaries up to date first.
+    stack::binaries::ensure(&broken).expect("binaries build");
+    let started = Instant::now();
     match Stack::start(broken).await {
         Err(stack::Error::CrashLoop { report, log, .. }) => {
             assert!(report.contains("-1: exit status: 1"), "{report}");
