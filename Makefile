@@ -11,6 +11,7 @@ STACK := ./target/release/stack
 help: ## Show the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo "  knobs: CHECKOUT_PROTOCOL=saga|2pc REPLICAS=N GATEWAY_PORT=8000"
+	@echo "  MONITORING=1 make up: also a local Prometheus on 127.0.0.1:9090 (component prometheus)"
 
 # Only needs to exist: down/status/clean work with any build of it.
 $(STACK):
@@ -43,7 +44,7 @@ bench: ## The benchmark (load generator against the stack)
 	$(CARGO) build --release -p loadgen
 	./target/release/loadgen bench
 
-deploy-check: ## Check the container and Kubernetes deployment files
+deploy-check: ## Check the container, Kubernetes and monitoring deployment files
 	bash deploy/check.sh
 
 fmt: ## Format all code
