@@ -25,7 +25,7 @@ build: ## Build every crate (release)
 	$(CARGO) build --release --workspace
 
 up: install ## Build, start the whole stack in the background; returns once all is healthy
-	$(CARGO) build --release -p stack -p order -p stock -p payment
+	$(CARGO) build --release --workspace --bin stack --bin order --bin stock --bin payment
 	$(STACK) up
 
 down: $(STACK) ## Stop everything; data is kept
