@@ -45,10 +45,14 @@ pub fn build_binaries() -> Result<()> {
 }
 
 impl FreshStack {
-    /// Starts a stack running `protocol` and returns once every component is healthy.
-    pub async fn start(protocol: &str, out: &Path) -> Result<Self> {
+    /// Starts a stack running `protocol`, with `env` added to the services' environment, and
+    /// returns once every component is healthy.
+    pub async fn start(protocol: &str, out: &Path, env: &[(&str, String)]) -> Result<Self> {
         let protocol: Protocol = protocol.parse()?;
         let mut cfg = StackConfig::from_env()?.with_protocol(protocol);
+        for (key, value) in env {
+            cfg = cfg.with_service_env(key, value);
+        }
         cfg.root = std::path::absolute(out.join("stack"))?;
         cfg.ephemeral = true;
         if std::env::var_os("GATEWAY_PORT").is_none() {
@@ -73,6 +77,11 @@ impl FreshStack {
 
     pub fn gateway_url(&self) -> &str {
         &self.gateway
+    }
+
+    /// The running stack: pids, Redis URLs, its root dir.
+    pub fn stack(&self) -> &Stack {
+        &self.stack
     }
 
     pub async fn stop(self) -> Result<()> {

@@ -11,7 +11,7 @@ use loadgen::bench::{self, BenchArgs};
 use loadgen::client::Api;
 use loadgen::populate::{Population, populate};
 use loadgen::report::{self, BenchReport, RunReport};
-use loadgen::run::{Plan, drive};
+use loadgen::run::{Load, drive};
 use loadgen::verify::verify;
 use loadgen::workload::{Ids, Workload};
 
@@ -53,18 +53,14 @@ enum Command {
         gateway: Gateway,
         #[arg(long, value_enum, default_value_t = Workload::Distinct)]
         workload: Workload,
-        /// Checkouts in flight at any time (closed loop).
-        #[arg(long, default_value_t = 64)]
-        concurrency: usize,
+        #[command(flatten)]
+        load: Load,
         /// Seconds to run.
         #[arg(long, default_value_t = 30)]
         duration: u64,
         /// Stop after this many checkouts even if time remains.
         #[arg(long)]
         max_requests: Option<u64>,
-        /// Open loop at this many checkouts per second instead of a closed loop.
-        #[arg(long, value_parser = loadgen::run::parse_rate)]
-        rate: Option<f64>,
         /// Orders in the population: ids are drawn from `0..orders`.
         #[arg(long, default_value_t = 100_000)]
         orders: u32,
@@ -134,23 +130,17 @@ async fn run(command: Command, threads: usize) -> Result<()> {
         Command::Run {
             gateway,
             workload,
-            concurrency,
+            load,
             duration,
             max_requests,
-            rate,
             orders,
             seed,
             json,
             answers,
         } => {
-            let api = api(&gateway, concurrency)?;
+            let api = api(&gateway, load.pool())?;
             let ids = Ids::new(workload, orders, seed);
-            let plan = Plan {
-                concurrency,
-                duration: Duration::from_secs(duration),
-                max_requests,
-                rate,
-            };
+            let plan = load.plan(Duration::from_secs(duration), max_requests);
             let record = drive(&api, &ids, plan, Instant::now(), &workload.to_string()).await;
             let report = RunReport::of("-", workload, &record, None);
             print!("{}", report::table(std::slice::from_ref(&report)));
