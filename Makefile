@@ -6,7 +6,7 @@ CARGO ?= cargo
 STACK := ./target/release/stack
 
 .DEFAULT_GOAL := help
-.PHONY: help install build up down clean status test bench deploy-check fmt lint
+.PHONY: help install build up down clean status test bench soak deploy-check fmt lint
 
 help: ## Show the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -42,6 +42,12 @@ test: install build ## The whole test suite; the tests start their own stacks
 bench: ## The benchmark (load generator against the stack)
 	$(CARGO) build --release -p loadgen
 	./target/release/loadgen bench
+
+SOAK_MINUTES ?= 30
+
+soak: ## Sustained load for SOAK_MINUTES (30): memory, disk and RSS over time; fails on growth
+	$(CARGO) build --release -p loadgen
+	./target/release/loadgen soak --minutes $(SOAK_MINUTES)
 
 deploy-check: ## Check the container and Kubernetes deployment files
 	bash deploy/check.sh

@@ -18,7 +18,7 @@ use stack::Stack;
 use crate::answers::Answers;
 use crate::client::Api;
 use crate::components;
-use crate::fresh_stack::FreshStack;
+use crate::fresh_stack::{FreshStack, Interrupted, with_fresh_stack};
 use crate::populate::{Population, populate};
 use crate::report::{self, BenchConfig, BenchReport, RunReport, Target};
 use crate::run::{Load, Record, drive};
@@ -189,46 +189,13 @@ fn write_outputs(out: &Path, config: &BenchConfig, runs: &[RunReport]) -> Result
     crate::plot::write_svg(runs, &out.join("bench.svg"))
 }
 
-/// Ctrl-C during a measurement: stop the stack and skip the remaining runs.
-#[derive(Debug)]
-pub struct Interrupted;
-
-impl std::fmt::Display for Interrupted {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("interrupted")
-    }
-}
-
-impl std::error::Error for Interrupted {}
-
-/// Runs `work` against a fresh stack and stops the stack whatever happens, Ctrl-C included.
-pub async fn with_fresh_stack<T>(
-    stack: FreshStack,
-    work: impl AsyncFnOnce(&FreshStack) -> Result<T>,
-) -> Result<T> {
-    let outcome = tokio::select! {
-        r = work(&stack) => r,
-        _ = tokio::signal::ctrl_c() => Err(Interrupted.into()),
-    };
-    let stopped = stack.stop().await;
-    let value = outcome?;
-    stopped?;
-    Ok(value)
-}
-
 /// The measurements of one workload on its own stack.
 async fn on_fresh_stack(
     args: &BenchArgs,
     protocol: &str,
     workload: Workload,
 ) -> Result<Vec<RunReport>> {
-    let t = Instant::now();
     let stack = FreshStack::start(protocol, &args.out, &[]).await?;
-    eprintln!(
-        "  stack up at {} in {:.1} s",
-        stack.gateway_url(),
-        t.elapsed().as_secs_f64()
-    );
     let work = async |stack: &FreshStack| {
         let api = args.api(stack.gateway_url())?;
         let slow = Api::new(api.base(), 4, Duration::from_secs(600))?;
@@ -354,18 +321,33 @@ impl<'a> Phases<'a> {
 /// still be finishing, so those get a few seconds first.
 async fn check(args: &BenchArgs, api: &Api, records: &[Record]) -> crate::verify::Verdict {
     let answers = Answers::from_samples(records.iter().flat_map(|r| &r.samples));
-    settle_and_verify(api, &args.population, &answers, args.verify_concurrency).await
+    let settle = Duration::from_secs(5);
+    settle_and_verify(
+        api,
+        &args.population,
+        &answers,
+        settle,
+        args.verify_concurrency,
+    )
+    .await
 }
 
-/// Verifies against `answers`, after a few seconds if some outcomes are unknown.
+/// Verifies against `answers`; first waits `settle` if some outcomes are unknown (those
+/// checkouts may still be finishing).
 pub async fn settle_and_verify(
     api: &Api,
     population: &Population,
     answers: &Answers,
+    settle: Duration,
     concurrency: usize,
 ) -> crate::verify::Verdict {
     if !answers.unknown.is_empty() {
-        tokio::time::sleep(Duration::from_secs(5)).await;
+        eprintln!(
+            "  {} checkouts got no definite answer: waiting {} s before reading back",
+            answers.unknown.len(),
+            settle.as_secs()
+        );
+        tokio::time::sleep(settle).await;
     }
     let v = verify(api, population, Some(answers), concurrency).await;
     eprintln!(

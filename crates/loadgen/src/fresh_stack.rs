@@ -68,10 +68,15 @@ impl FreshStack {
             std::fs::remove_dir_all(&data)
                 .with_context(|| format!("removing {}", data.display()))?;
         }
+        let t = std::time::Instant::now();
         let stack = Stack::start(cfg)
             .await
             .with_context(|| format!("starting a {} stack", protocol.as_str()))?;
         let gateway = stack.gateway_url();
+        eprintln!(
+            "  stack up at {gateway} in {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
         Ok(Self { stack, gateway })
     }
 
@@ -87,4 +92,31 @@ impl FreshStack {
     pub async fn stop(self) -> Result<()> {
         self.stack.stop().await.context("stopping the stack")
     }
+}
+
+/// Ctrl-C during a measurement: stop the stack and skip the remaining runs.
+#[derive(Debug)]
+pub struct Interrupted;
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("interrupted")
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+/// Runs `work` against a fresh stack and stops the stack whatever happens, Ctrl-C included.
+pub async fn with_fresh_stack<T>(
+    stack: FreshStack,
+    work: impl AsyncFnOnce(&FreshStack) -> Result<T>,
+) -> Result<T> {
+    let outcome = tokio::select! {
+        r = work(&stack) => r,
+        _ = tokio::signal::ctrl_c() => Err(Interrupted.into()),
+    };
+    let stopped = stack.stop().await;
+    let value = outcome?;
+    stopped?;
+    Ok(value)
 }

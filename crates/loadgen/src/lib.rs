@@ -13,17 +13,23 @@
 //! * [`procfs`] and [`components`]: CPU time and resident memory of the stack's components.
 //! * [`bench`]: the whole benchmark: fresh stacks, both protocols, both workloads.
 //! * [`report`] and [`plot`]: the table, `.bench/results.json` and `.bench/bench.svg`.
+//! * [`soak`]: sustained load for many minutes; [`watch`] samples memory and disk over time,
+//!   [`growth`] judges whether they level off, [`plot_series`] draws time series.
 
 pub mod answers;
 pub mod bench;
 pub mod client;
 pub mod components;
 mod fresh_stack;
+pub mod growth;
 pub mod plot;
+pub mod plot_series;
 pub mod populate;
 pub mod procfs;
 pub mod report;
 pub mod run;
+pub mod soak;
 pub mod stats;
 pub mod verify;
+pub mod watch;
 pub mod workload;

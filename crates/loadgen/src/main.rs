@@ -12,6 +12,7 @@ use loadgen::client::Api;
 use loadgen::populate::{Population, populate};
 use loadgen::report::{self, BenchReport, RunReport};
 use loadgen::run::{Load, drive};
+use loadgen::soak::SoakArgs;
 use loadgen::verify::verify;
 use loadgen::workload::{Ids, Workload};
 
@@ -90,6 +91,9 @@ enum Command {
     },
     /// The whole benchmark on fresh local stacks (`make bench`).
     Bench(BenchArgs),
+    /// Sustained load on a fresh stack, watching memory and disk (`make soak`); exits 1 if
+    /// they keep growing after the retention window or the state is inconsistent.
+    Soak(SoakArgs),
     /// Redraw the SVG plot from a `results.json`.
     Plot {
         #[arg(long, default_value = ".bench/results.json")]
@@ -193,6 +197,7 @@ async fn run(command: Command, threads: usize) -> Result<()> {
             }
         }
         Command::Bench(args) => bench::bench(args, threads).await,
+        Command::Soak(args) => loadgen::soak::soak(args).await,
         Command::Plot { results, out } => {
             let text = std::fs::read_to_string(&results)
                 .with_context(|| format!("reading {}", results.display()))?;

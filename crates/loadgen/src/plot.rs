@@ -45,7 +45,7 @@ pub(crate) fn max_or(values: impl Iterator<Item = f64>, floor: f64) -> f64 {
 pub(crate) type Label<'a> = &'a dyn Fn(&f64) -> String;
 
 /// One line in a panel.
-pub(crate) struct Line {
+pub struct Line {
     pub name: String,
     pub color: RGBColor,
     pub points: Vec<(f64, f64)>,
