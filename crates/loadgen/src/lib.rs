@@ -15,6 +15,7 @@
 //! * [`report`] and [`plot`]: the table, `.bench/results.json` and `.bench/bench.svg`.
 //! * [`soak`]: sustained load for many minutes; [`watch`] samples memory and disk over time,
 //!   [`growth`] judges whether they level off, [`plot_series`] draws time series.
+//! * [`outage`]: an open loop while the Kafka broker is frozen, second by second.
 
 pub mod answers;
 pub mod bench;
@@ -22,6 +23,7 @@ pub mod client;
 pub mod components;
 mod fresh_stack;
 pub mod growth;
+pub mod outage;
 pub mod plot;
 pub mod plot_series;
 pub mod populate;

@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use loadgen::answers::Answers;
 use loadgen::bench::{self, BenchArgs};
 use loadgen::client::Api;
+use loadgen::outage::OutageArgs;
 use loadgen::populate::{Population, populate};
 use loadgen::report::{self, BenchReport, RunReport};
 use loadgen::run::{Load, drive};
@@ -94,6 +95,8 @@ enum Command {
     /// Sustained load on a fresh stack, watching memory and disk (`make soak`); exits 1 if
     /// they keep growing after the retention window or the state is inconsistent.
     Soak(SoakArgs),
+    /// Open-loop checkouts on a fresh stack while the Kafka broker is frozen (`make outage`).
+    Outage(OutageArgs),
     /// Redraw the SVG plot from a `results.json`.
     Plot {
         #[arg(long, default_value = ".bench/results.json")]
@@ -198,6 +201,7 @@ async fn run(command: Command, threads: usize) -> Result<()> {
         }
         Command::Bench(args) => bench::bench(args, threads).await,
         Command::Soak(args) => loadgen::soak::soak(args).await,
+        Command::Outage(args) => loadgen::outage::outage(args).await,
         Command::Plot { results, out } => {
             let text = std::fs::read_to_string(&results)
                 .with_context(|| format!("reading {}", results.display()))?;
