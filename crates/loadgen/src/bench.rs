@@ -8,7 +8,7 @@
 //! component just before and just after it, for the CPU cost per checkout. Then the tables
 //! on stdout, `results.json` and `bench.svg` in the output folder.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
@@ -18,11 +18,11 @@ use stack::Stack;
 use crate::answers::Answers;
 use crate::client::Api;
 use crate::components;
-use crate::fresh_stack::{FreshStack, Interrupted, with_fresh_stack};
+use crate::fresh_stack::{FreshStack, Harness, Interrupted, with_fresh_stack};
 use crate::populate::{Population, populate};
 use crate::report::{self, BenchConfig, BenchReport, RunReport, Target};
 use crate::run::{Load, Record, drive};
-use crate::verify::verify;
+use crate::verify::Verdict;
 use crate::workload::{Ids, Workload};
 
 #[derive(Clone, Debug, clap::Args)]
@@ -64,22 +64,11 @@ pub struct BenchArgs {
     /// Seed of the random workload.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Reads in flight while verifying.
-    #[arg(long, default_value_t = 256)]
-    pub verify_concurrency: usize,
-    /// Skip the consistency check (saves the read-back of every order, item and user).
-    #[arg(long)]
-    pub no_verify: bool,
     /// Per-request timeout in seconds; slower checkouts count as transport errors.
     #[arg(long, default_value_t = 10)]
     pub timeout: u64,
-    /// Where `results.json` and `bench.svg` go (and, while it runs, the stack's state).
-    #[arg(long, default_value = ".bench")]
-    pub out: PathBuf,
-    /// Do not build the services first (by default `cargo build --release` makes sure the
-    /// stack runs the current code).
-    #[arg(long)]
-    pub no_build: bool,
+    #[command(flatten)]
+    pub harness: Harness,
     /// Benchmark the stack already running at this URL instead of starting fresh ones: one
     /// population, then the workloads in turn (the random run then also meets orders paid by
     /// the distinct run). Reported under the protocol name `external`.
@@ -103,8 +92,8 @@ pub async fn bench(args: BenchArgs, threads: usize) -> Result<()> {
         population: args.population,
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
+    let out = &args.harness.out;
+    args.harness.prepare(args.external.is_none())?;
 
     let mut runs = Vec::new();
     let mut failures = Vec::new();
@@ -114,9 +103,6 @@ pub async fn bench(args: BenchArgs, threads: usize) -> Result<()> {
             failures.push(format!("external: {e:#}"));
         }
     } else {
-        if !args.no_build {
-            crate::fresh_stack::build_binaries()?;
-        }
         'all: for protocol in &args.protocols {
             for &workload in &args.workloads {
                 eprintln!("== {protocol} / {workload}");
@@ -131,20 +117,20 @@ pub async fn bench(args: BenchArgs, threads: usize) -> Result<()> {
                     }
                 }
                 // Keep what we have on disk in case a later run is interrupted.
-                write_outputs(&args.out, &config, &runs)?;
+                write_outputs(out, &config, &runs)?;
             }
         }
     }
 
-    write_outputs(&args.out, &config, &runs)?;
+    write_outputs(out, &config, &runs)?;
     println!();
     print!("{}", report::table(&runs));
     println!();
     print!("{}", report::cpu_table(&runs));
     println!(
         "wrote {} and {}",
-        args.out.join("results.json").display(),
-        args.out.join("bench.svg").display()
+        out.join("results.json").display(),
+        out.join("bench.svg").display()
     );
     if !failures.is_empty() {
         bail!("{} run(s) failed:\n{}", failures.len(), failures.join("\n"));
@@ -195,7 +181,7 @@ async fn on_fresh_stack(
     protocol: &str,
     workload: Workload,
 ) -> Result<Vec<RunReport>> {
-    let stack = FreshStack::start(protocol, &args.out, &[]).await?;
+    let stack = FreshStack::start(protocol, &args.harness.out, &[]).await?;
     let work = async |stack: &FreshStack| {
         let api = args.api(stack.gateway_url())?;
         let slow = Api::new(api.base(), 4, Duration::from_secs(600))?;
@@ -206,11 +192,9 @@ async fn on_fresh_stack(
         for after in args.measured_after(workload) {
             runs.push(phases.measure(&ids, protocol, workload, after).await);
         }
-        if !args.no_verify {
-            let v = check(args, &api, &phases.records).await;
-            for r in &mut runs {
-                r.verdict = Some(v.clone());
-            }
+        let verdict = check(args, &api, &phases.records).await;
+        for r in &mut runs {
+            r.verdict.clone_from(&verdict);
         }
         Ok(runs)
     };
@@ -230,10 +214,8 @@ async fn external(args: &BenchArgs, api: &Api, runs: &mut Vec<RunReport>) -> Res
             runs.push(phases.measure(&ids, "external", workload, after).await);
         }
     }
-    if !args.no_verify
-        && let Some(last) = runs.last_mut()
-    {
-        last.verdict = Some(check(args, api, &phases.records).await);
+    if let Some(last) = runs.last_mut() {
+        last.verdict = check(args, api, &phases.records).await;
     }
     Ok(())
 }
@@ -319,40 +301,10 @@ impl<'a> Phases<'a> {
 
 /// Verifies everything the records sent. Checkouts whose outcome the client never learned may
 /// still be finishing, so those get a few seconds first.
-async fn check(args: &BenchArgs, api: &Api, records: &[Record]) -> crate::verify::Verdict {
+async fn check(args: &BenchArgs, api: &Api, records: &[Record]) -> Option<Verdict> {
     let answers = Answers::from_samples(records.iter().flat_map(|r| &r.samples));
     let settle = Duration::from_secs(5);
-    settle_and_verify(
-        api,
-        &args.population,
-        &answers,
-        settle,
-        args.verify_concurrency,
-    )
-    .await
-}
-
-/// Verifies against `answers`; first waits `settle` if some outcomes are unknown (those
-/// checkouts may still be finishing).
-pub async fn settle_and_verify(
-    api: &Api,
-    population: &Population,
-    answers: &Answers,
-    settle: Duration,
-    concurrency: usize,
-) -> crate::verify::Verdict {
-    if !answers.unknown.is_empty() {
-        eprintln!(
-            "  {} checkouts got no definite answer: waiting {} s before reading back",
-            answers.unknown.len(),
-            settle.as_secs()
-        );
-        tokio::time::sleep(settle).await;
-    }
-    let v = verify(api, population, Some(answers), concurrency).await;
-    eprintln!(
-        "  verified in {:.1} s: {} paid orders, {} violations",
-        v.read_s, v.paid_orders, v.violations
-    );
-    v
+    args.harness
+        .verify(api, &args.population, &answers, settle)
+        .await
 }

@@ -21,7 +21,7 @@ pub mod answers;
 pub mod bench;
 pub mod client;
 pub mod components;
-mod fresh_stack;
+pub mod fresh_stack;
 pub mod growth;
 pub mod outage;
 pub mod plot;

@@ -8,7 +8,7 @@
 //! it cannot finish anything. Per second of arrival; the order service's RSS is sampled every
 //! second. The broker is thawed on every way out (end, error, Ctrl-C, panic): see [`Frozen`].
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,10 +18,9 @@ use serde::{Deserialize, Serialize};
 use stack::Stack;
 
 use crate::answers::Answers;
-use crate::bench::settle_and_verify;
 use crate::client::{Api, Class};
 use crate::components;
-use crate::fresh_stack::{FreshStack, with_fresh_stack};
+use crate::fresh_stack::{FreshStack, Harness, with_fresh_stack};
 use crate::plot_series::{self, Panel};
 use crate::populate::{Population, populate};
 use crate::run::{Live, Load, Record, drive_live};
@@ -55,18 +54,8 @@ pub struct OutageArgs {
     /// to finish.
     #[arg(long, default_value_t = 30)]
     pub settle_s: u64,
-    /// Reads in flight while verifying.
-    #[arg(long, default_value_t = 256)]
-    pub verify_concurrency: usize,
-    /// Skip the read-back verification.
-    #[arg(long)]
-    pub no_verify: bool,
-    /// Do not build the services first.
-    #[arg(long)]
-    pub no_build: bool,
-    /// Where `outage.json` and `outage.svg` go (and, while it runs, the stack's state).
-    #[arg(long, default_value = ".bench")]
-    pub out: PathBuf,
+    #[command(flatten)]
+    pub harness: Harness,
     #[command(flatten)]
     pub population: Population,
 }
@@ -224,18 +213,14 @@ pub async fn outage(args: OutageArgs) -> Result<()> {
             args.rate
         );
     }
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
-    if !args.no_build {
-        crate::fresh_stack::build_binaries()?;
-    }
-    let stack = FreshStack::start(&args.protocol, &args.out, &[]).await?;
+    args.harness.prepare(true)?;
+    let stack = FreshStack::start(&args.protocol, &args.harness.out, &[]).await?;
     let report = with_fresh_stack(stack, async |s: &FreshStack| run(&args, s).await).await?;
 
-    let json = args.out.join("outage.json");
+    let json = args.harness.out.join("outage.json");
     std::fs::write(&json, serde_json::to_string_pretty(&report)?)
         .with_context(|| format!("writing {}", json.display()))?;
-    let svg = args.out.join("outage.svg");
+    let svg = args.harness.out.join("outage.svg");
     write_svg(&svg, &report)?;
     print!("{}", table(&report));
     println!("wrote {} and {}", json.display(), svg.display());
@@ -294,22 +279,12 @@ async fn run(args: &OutageArgs, stack: &FreshStack) -> Result<OutageReport> {
     froze?;
     let timeout = Duration::from_millis(args.client_timeout_ms);
     let seconds = per_second(&record, timeout, &rss);
-    let verdict = if args.no_verify {
-        None
-    } else {
-        let answers = Answers::from_samples(&record.samples);
-        let settle = Duration::from_secs(args.settle_s);
-        Some(
-            settle_and_verify(
-                &api,
-                &args.population,
-                &answers,
-                settle,
-                args.verify_concurrency,
-            )
-            .await,
-        )
-    };
+    let answers = Answers::from_samples(&record.samples);
+    let settle = Duration::from_secs(args.settle_s);
+    let verdict = args
+        .harness
+        .verify(&api, &args.population, &answers, settle)
+        .await;
     Ok(OutageReport {
         protocol: args.protocol.clone(),
         rate: args.rate,

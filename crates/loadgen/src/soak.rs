@@ -13,16 +13,15 @@
 //! verification of every order checked out.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
 use crate::answers::Answers;
-use crate::bench::settle_and_verify;
 use crate::client::Api;
-use crate::fresh_stack::{FreshStack, with_fresh_stack};
+use crate::fresh_stack::{FreshStack, Harness, with_fresh_stack};
 use crate::growth::{self, Growth};
 use crate::plot_series::{self, Panel};
 use crate::populate::{Population, populate};
@@ -62,18 +61,8 @@ pub struct SoakArgs {
     /// Per-request timeout in seconds for the closed loop.
     #[arg(long, default_value_t = 10)]
     pub timeout: u64,
-    /// Reads in flight while verifying.
-    #[arg(long, default_value_t = 256)]
-    pub verify_concurrency: usize,
-    /// Skip the read-back verification.
-    #[arg(long)]
-    pub no_verify: bool,
-    /// Do not build the services first.
-    #[arg(long)]
-    pub no_build: bool,
-    /// Where `soak.csv` and `soak.svg` go (and, while it runs, the stack's state).
-    #[arg(long, default_value = ".bench")]
-    pub out: PathBuf,
+    #[command(flatten)]
+    pub harness: Harness,
 }
 
 /// Orders a run of `seconds` at `rate` checkouts per second needs: 10 % margin plus 1 000.
@@ -98,13 +87,9 @@ pub async fn soak(args: SoakArgs) -> Result<()> {
         orders,
         ..Population::course()
     };
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
-    if !args.no_build {
-        crate::fresh_stack::build_binaries()?;
-    }
+    args.harness.prepare(true)?;
     let env = [("STATE_RETENTION_S", args.retention_s.to_string())];
-    let stack = FreshStack::start(&args.protocol, &args.out, &env).await?;
+    let stack = FreshStack::start(&args.protocol, &args.harness.out, &env).await?;
     let outcome = with_fresh_stack(stack, async |s: &FreshStack| {
         run(&args, s, &population, seconds).await
     })
@@ -142,7 +127,7 @@ async fn run(
     .await?;
 
     let mut watch = Watch::connect(stack.stack()).await?;
-    let csv_path = args.out.join("soak.csv");
+    let csv_path = args.harness.out.join("soak.csv");
     let mut csv = std::fs::File::create(&csv_path)
         .with_context(|| format!("creating {}", csv_path.display()))?;
     writeln!(csv, "{}", watch.columns().csv_header())?;
@@ -169,11 +154,11 @@ async fn run(
         }
     };
     let columns = watch.columns().clone();
-    write_svg(&args.out.join("soak.svg"), &columns, &rows)?;
+    write_svg(&args.harness.out.join("soak.svg"), &columns, &rows)?;
     eprintln!(
         "  wrote {} and {}",
         csv_path.display(),
-        args.out.join("soak.svg").display()
+        args.harness.out.join("soak.svg").display()
     );
 
     let mut growth = Vec::new();
@@ -194,25 +179,15 @@ async fn run(
         }
     }
 
-    let verdict = if args.no_verify {
-        None
-    } else {
-        // Distinct ids are handed out from 0 on: the orders checked out are 0..used.
-        let used = record
-            .samples
-            .iter()
-            .map(|s| s.order + 1)
-            .max()
-            .unwrap_or(0);
-        let checked = Population {
-            orders: used,
-            ..*population
-        };
-        let answers = Answers::from_samples(&record.samples);
-        eprintln!("  verifying {used} orders and every item and user...");
-        let settle = Duration::from_secs(5);
-        Some(settle_and_verify(&api, &checked, &answers, settle, args.verify_concurrency).await)
+    // Distinct ids are handed out from 0 on: the orders checked out are 0..used.
+    let used = record.samples.iter().map(|s| s.order + 1).max();
+    let checked = Population {
+        orders: used.unwrap_or(0),
+        ..*population
     };
+    let answers = Answers::from_samples(&record.samples);
+    let settle = Duration::from_secs(5);
+    let verdict = args.harness.verify(&api, &checked, &answers, settle).await;
     Ok(Outcome {
         growth,
         unjudged,
