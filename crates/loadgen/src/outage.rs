@@ -74,10 +74,10 @@ pub struct OutageSecond {
     pub timeouts: u64,
     /// Anything else: 4xx, other 5xx, connection errors.
     pub other: u64,
-    /// p99 latency of the 2xx answers.
-    pub p99_ok_ms: f64,
-    /// The order service's RSS (all replicas) sampled in this second; NaN if none was.
-    pub order_rss_mib: f64,
+    /// p99 latency of the 2xx answers, if there were any.
+    pub p99_ok_ms: Option<f64>,
+    /// The order service's RSS (all replicas), the largest sample taken in this second.
+    pub order_rss_mib: Option<f64>,
 }
 
 /// The figures the acceptance uses, and totals.
@@ -121,7 +121,6 @@ pub fn per_second(record: &Record, timeout: Duration, rss: &[(f64, u64)]) -> Vec
     let mut out: Vec<OutageSecond> = (0..n)
         .map(|t| OutageSecond {
             t: t as u32,
-            order_rss_mib: f64::NAN,
             ..OutageSecond::default()
         })
         .collect();
@@ -142,16 +141,12 @@ pub fn per_second(record: &Record, timeout: Duration, rss: &[(f64, u64)]) -> Vec
         }
     }
     for (sec, h) in out.iter_mut().zip(&latencies) {
-        sec.p99_ok_ms = crate::stats::quantile_ms(h, 0.99);
+        sec.p99_ok_ms = (!h.is_empty()).then(|| crate::stats::quantile_ms(h, 0.99));
     }
     for &(t, bytes) in rss {
         if let Some(sec) = out.get_mut(t as usize) {
             let mib = bytes as f64 / (1024.0 * 1024.0);
-            sec.order_rss_mib = if sec.order_rss_mib.is_nan() {
-                mib
-            } else {
-                sec.order_rss_mib.max(mib)
-            };
+            sec.order_rss_mib = Some(sec.order_rss_mib.map_or(mib, |m| m.max(mib)));
         }
     }
     out
@@ -170,8 +165,7 @@ pub fn summarize(seconds: &[OutageSecond], recovered_from: u32) -> OutageSummary
         other: sum(|s| s.other, 0),
         max_order_rss_mib: seconds
             .iter()
-            .map(|s| s.order_rss_mib)
-            .filter(|m| m.is_finite())
+            .filter_map(|s| s.order_rss_mib)
             .fold(0.0, f64::max),
         recovered_from_s: recovered_from,
         recovered_ok_share: if late > 0 {
@@ -330,17 +324,18 @@ pub fn table(r: &OutageReport) -> String {
     );
     for s in &r.seconds {
         let frozen = (r.freeze_from_s..r.freeze_to_s).contains(&u64::from(s.t));
+        let cell = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"));
         let _ = writeln!(
             out,
-            "{:>4} {:>8} {:>8} {:>6} {:>8} {:>6} {:>10.1} {:>13.1}{}",
+            "{:>4} {:>8} {:>8} {:>6} {:>8} {:>6} {:>10} {:>13}{}",
             s.t,
             s.arrivals,
             s.ok,
             s.unavailable,
             s.timeouts,
             s.other,
-            s.p99_ok_ms,
-            s.order_rss_mib,
+            cell(s.p99_ok_ms),
+            cell(s.order_rss_mib),
             if frozen { "  (Kafka frozen)" } else { "" }
         );
     }
@@ -393,12 +388,20 @@ fn write_svg(path: &Path, r: &OutageReport) -> Result<()> {
         Panel {
             caption: caption("p99 latency of the 2xx answers"),
             unit: "ms".into(),
-            lines: vec![plot_series::line("p99 2xx", 1, series(|s| s.p99_ok_ms))],
+            lines: vec![plot_series::line(
+                "p99 2xx",
+                1,
+                series(|s| s.p99_ok_ms.unwrap_or(f64::NAN)),
+            )],
         },
         Panel {
             caption: caption("order service RSS"),
             unit: "MiB".into(),
-            lines: vec![plot_series::line("order-*", 4, series(|s| s.order_rss_mib))],
+            lines: vec![plot_series::line(
+                "order-*",
+                4,
+                series(|s| s.order_rss_mib.unwrap_or(f64::NAN)),
+            )],
         },
     ];
     plot_series::write(path, &panels, 1, "s")
