@@ -48,6 +48,13 @@ impl Population {
 
 /// Creates users, then items, then orders (which refer to both).
 pub async fn populate(api: &Api, p: &Population) -> Result<()> {
+    populate_via(api, api, p).await
+}
+
+/// [`populate`], sending the orders' `batch_init` to `orders_api`: millions of orders take
+/// longer than the gateway waits for an answer (nginx's `proxy_read_timeout`, 60 s), so the
+/// soak sends that one to an order replica directly.
+pub async fn populate_via(api: &Api, orders_api: &Api, p: &Population) -> Result<()> {
     let t = Instant::now();
     api.post_ok(&format!("/payment/batch_init/{}/{}", p.users, p.credit))
         .await?;
@@ -56,11 +63,12 @@ pub async fn populate(api: &Api, p: &Population) -> Result<()> {
         p.items, p.stock, p.item_price
     ))
     .await?;
-    api.post_ok(&format!(
-        "/orders/batch_init/{}/{}/{}/{}",
-        p.orders, p.items, p.users, p.item_price
-    ))
-    .await?;
+    orders_api
+        .post_ok(&format!(
+            "/orders/batch_init/{}/{}/{}/{}",
+            p.orders, p.items, p.users, p.item_price
+        ))
+        .await?;
     eprintln!(
         "  populated {} users, {} items, {} orders in {:.1} s",
         p.users,

@@ -24,7 +24,7 @@ use crate::client::Api;
 use crate::fresh_stack::{FreshStack, Harness, with_fresh_stack};
 use crate::growth::{self, Growth};
 use crate::plot_series::{self, Panel};
-use crate::populate::{Population, populate};
+use crate::populate::{Population, populate_via};
 use crate::run::{Live, Load, drive_live};
 use crate::watch::{Columns, Row, Watch};
 use crate::workload::{Ids, Workload};
@@ -120,11 +120,9 @@ async fn run(
         args.load.pool(),
         Duration::from_secs(args.timeout),
     )?;
-    populate(
-        &Api::new(stack.gateway_url(), 4, Duration::from_secs(3600))?,
-        population,
-    )
-    .await?;
+    let slow = |url: &str| Api::new(url, 4, Duration::from_secs(3600));
+    let order_1 = stack.stack().service_url("order-1").context("no order-1")?;
+    populate_via(&slow(stack.gateway_url())?, &slow(&order_1)?, population).await?;
 
     let mut watch = Watch::connect(stack.stack()).await?;
     let csv_path = args.harness.out.join("soak.csv");
