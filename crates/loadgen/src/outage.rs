@@ -60,11 +60,9 @@ pub struct OutageArgs {
     pub population: Population,
 }
 
-/// One second of arrivals and what became of them.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct OutageSecond {
-    /// Seconds since the load started (by due time of the checkout).
-    pub t: u32,
+/// Arrivals and what became of them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
     pub arrivals: u64,
     /// Answered 2xx within the client timeout.
     pub ok: u64,
@@ -74,6 +72,28 @@ pub struct OutageSecond {
     pub timeouts: u64,
     /// Anything else: 4xx, other 5xx, connection errors.
     pub other: u64,
+}
+
+impl std::ops::Add for Counts {
+    type Output = Counts;
+    fn add(self, o: Counts) -> Counts {
+        Counts {
+            arrivals: self.arrivals + o.arrivals,
+            ok: self.ok + o.ok,
+            unavailable: self.unavailable + o.unavailable,
+            timeouts: self.timeouts + o.timeouts,
+            other: self.other + o.other,
+        }
+    }
+}
+
+/// One second of arrivals.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct OutageSecond {
+    /// Seconds since the load started (by due time of the checkout).
+    pub t: u32,
+    #[serde(flatten)]
+    pub counts: Counts,
     /// p99 latency of the 2xx answers, if there were any.
     pub p99_ok_ms: Option<f64>,
     /// The order service's RSS (all replicas), the largest sample taken in this second.
@@ -83,11 +103,8 @@ pub struct OutageSecond {
 /// The figures the acceptance uses, and totals.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct OutageSummary {
-    pub arrivals: u64,
-    pub ok: u64,
-    pub unavailable: u64,
-    pub timeouts: u64,
-    pub other: u64,
+    #[serde(flatten)]
+    pub counts: Counts,
     pub max_order_rss_mib: f64,
     pub recovered_from_s: u32,
     /// Share (0..=1) of the arrivals from `recovered_from_s` on answered 2xx in time.
@@ -128,16 +145,16 @@ pub fn per_second(record: &Record, timeout: Duration, rss: &[(f64, u64)]) -> Vec
     let timeout_us = timeout.as_micros() as u64;
     for s in &record.samples {
         let t = second_of(s.start_us);
-        let sec = &mut out[t];
-        sec.arrivals += 1;
+        let c = &mut out[t].counts;
+        c.arrivals += 1;
         match s.class {
             Class::Ok if s.latency_us <= timeout_us => {
-                sec.ok += 1;
+                c.ok += 1;
                 crate::stats::record(&mut latencies[t], s.latency_us);
             }
-            Class::Unavailable => sec.unavailable += 1,
-            Class::Timeout => sec.timeouts += 1,
-            _ => sec.other += 1,
+            Class::Unavailable => c.unavailable += 1,
+            Class::Timeout => c.timeouts += 1,
+            _ => c.other += 1,
         }
     }
     for (sec, h) in out.iter_mut().zip(&latencies) {
@@ -153,23 +170,22 @@ pub fn per_second(record: &Record, timeout: Duration, rss: &[(f64, u64)]) -> Vec
 }
 
 pub fn summarize(seconds: &[OutageSecond], recovered_from: u32) -> OutageSummary {
-    let sum = |f: fn(&OutageSecond) -> u64, from: u32| -> u64 {
-        seconds.iter().filter(|s| s.t >= from).map(f).sum()
+    let sum = |from: u32| -> Counts {
+        seconds
+            .iter()
+            .filter(|s| s.t >= from)
+            .fold(Counts::default(), |sum, s| sum + s.counts)
     };
-    let late = sum(|s| s.arrivals, recovered_from);
+    let late = sum(recovered_from);
     OutageSummary {
-        arrivals: sum(|s| s.arrivals, 0),
-        ok: sum(|s| s.ok, 0),
-        unavailable: sum(|s| s.unavailable, 0),
-        timeouts: sum(|s| s.timeouts, 0),
-        other: sum(|s| s.other, 0),
+        counts: sum(0),
         max_order_rss_mib: seconds
             .iter()
             .filter_map(|s| s.order_rss_mib)
             .fold(0.0, f64::max),
         recovered_from_s: recovered_from,
-        recovered_ok_share: if late > 0 {
-            sum(|s| s.ok, recovered_from) as f64 / late as f64
+        recovered_ok_share: if late.arrivals > 0 {
+            late.ok as f64 / late.arrivals as f64
         } else {
             0.0
         },
@@ -329,21 +345,22 @@ pub fn table(r: &OutageReport) -> String {
             out,
             "{:>4} {:>8} {:>8} {:>6} {:>8} {:>6} {:>10} {:>13}{}",
             s.t,
-            s.arrivals,
-            s.ok,
-            s.unavailable,
-            s.timeouts,
-            s.other,
+            s.counts.arrivals,
+            s.counts.ok,
+            s.counts.unavailable,
+            s.counts.timeouts,
+            s.counts.other,
             cell(s.p99_ok_ms),
             cell(s.order_rss_mib),
             if frozen { "  (Kafka frozen)" } else { "" }
         );
     }
     let m = &r.summary;
+    let c = &m.counts;
     let _ = writeln!(
         out,
         "{} arrivals at {}/s: {} 2xx within {} ms, {} 503, {} timeouts, {} other",
-        m.arrivals, r.rate, m.ok, r.client_timeout_ms, m.unavailable, m.timeouts, m.other
+        c.arrivals, r.rate, c.ok, r.client_timeout_ms, c.unavailable, c.timeouts, c.other
     );
     let _ = writeln!(out, "max order-service RSS: {:.1} MiB", m.max_order_rss_mib);
     let _ = writeln!(
@@ -362,7 +379,7 @@ pub fn table(r: &OutageReport) -> String {
 }
 
 fn write_svg(path: &Path, r: &OutageReport) -> Result<()> {
-    let series = |f: fn(&OutageSecond) -> f64| -> Vec<(f64, f64)> {
+    let series = |f: &dyn Fn(&OutageSecond) -> f64| -> Vec<(f64, f64)> {
         r.seconds
             .iter()
             .map(|s| (f64::from(s.t) + 0.5, f(s)))
@@ -374,35 +391,33 @@ fn write_svg(path: &Path, r: &OutageReport) -> Result<()> {
             r.freeze_from_s, r.freeze_to_s, r.rate, r.client_timeout_ms
         )
     };
+    // A panel of one line, with gaps where the value is missing.
+    let one = |what: &str, unit: &str, name: &str, i, f: fn(&OutageSecond) -> Option<f64>| Panel {
+        caption: caption(what),
+        unit: unit.into(),
+        lines: vec![plot_series::line(
+            name,
+            i,
+            series(&|s| f(s).unwrap_or(f64::NAN)),
+        )],
+    };
     let panels = [
         Panel {
             caption: caption("checkouts by second of arrival"),
             unit: "per second".into(),
             lines: vec![
-                plot_series::line("arrivals", 0, series(|s| s.arrivals as f64)),
-                plot_series::line("2xx in time", 1, series(|s| s.ok as f64)),
-                plot_series::line("503", 2, series(|s| s.unavailable as f64)),
-                plot_series::line("timeouts", 3, series(|s| s.timeouts as f64)),
+                plot_series::line("arrivals", 0, series(&|s| s.counts.arrivals as f64)),
+                plot_series::line("2xx in time", 1, series(&|s| s.counts.ok as f64)),
+                plot_series::line("503", 2, series(&|s| s.counts.unavailable as f64)),
+                plot_series::line("timeouts", 3, series(&|s| s.counts.timeouts as f64)),
             ],
         },
-        Panel {
-            caption: caption("p99 latency of the 2xx answers"),
-            unit: "ms".into(),
-            lines: vec![plot_series::line(
-                "p99 2xx",
-                1,
-                series(|s| s.p99_ok_ms.unwrap_or(f64::NAN)),
-            )],
-        },
-        Panel {
-            caption: caption("order service RSS"),
-            unit: "MiB".into(),
-            lines: vec![plot_series::line(
-                "order-*",
-                4,
-                series(|s| s.order_rss_mib.unwrap_or(f64::NAN)),
-            )],
-        },
+        one("p99 latency of the 2xx answers", "ms", "p99 2xx", 1, |s| {
+            s.p99_ok_ms
+        }),
+        one("order service RSS", "MiB", "order-*", 4, |s| {
+            s.order_rss_mib
+        }),
     ];
     plot_series::write(path, &panels, 1, "s")
 }

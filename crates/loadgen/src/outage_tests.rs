@@ -41,7 +41,10 @@ fn seconds_count_each_outcome_by_arrival() {
     assert_eq!(s.len(), 4);
     let counts: Vec<_> = s
         .iter()
-        .map(|s| (s.t, s.arrivals, s.ok, s.unavailable, s.timeouts, s.other))
+        .map(|s| {
+            let c = s.counts;
+            (s.t, c.arrivals, c.ok, c.unavailable, c.timeouts, c.other)
+        })
         .collect();
     assert_eq!(
         counts,
@@ -69,7 +72,13 @@ fn summary_gives_the_peak_and_the_recovered_share() {
     );
     let m = summarize(&s, 2);
     assert_eq!(
-        (m.arrivals, m.ok, m.unavailable, m.timeouts, m.other),
+        (
+            m.counts.arrivals,
+            m.counts.ok,
+            m.counts.unavailable,
+            m.counts.timeouts,
+            m.counts.other
+        ),
         (7, 3, 1, 1, 2)
     );
     assert_eq!(m.max_order_rss_mib, 70.0);
