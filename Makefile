@@ -6,7 +6,7 @@ CARGO ?= cargo
 STACK := ./target/release/stack
 
 .DEFAULT_GOAL := help
-.PHONY: help install build up down clean status test bench deploy-check fmt lint
+.PHONY: help install build up down clean status test bench soak outage deploy-check fmt lint
 
 help: ## Show the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -41,8 +41,18 @@ test: install build ## The whole test suite; the tests start their own stacks
 	$(CARGO) test --release --workspace
 
 bench: ## The benchmark (load generator against the stack)
-	$(CARGO) build --release -p loadgen
+	$(CARGO) build --release --workspace --bin loadgen
 	./target/release/loadgen bench
+
+SOAK_MINUTES ?= 30
+
+soak: ## Sustained load for SOAK_MINUTES (30): memory, disk and RSS over time; fails on growth
+	$(CARGO) build --release --workspace --bin loadgen
+	./target/release/loadgen soak --minutes $(SOAK_MINUTES)
+
+outage: ## Open-loop checkouts while the Kafka broker is frozen (SIGSTOP) from 10 s to 40 s
+	$(CARGO) build --release --workspace --bin loadgen
+	./target/release/loadgen outage
 
 deploy-check: ## Check the container, Kubernetes and monitoring deployment files
 	bash deploy/check.sh
