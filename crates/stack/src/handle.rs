@@ -160,6 +160,13 @@ impl Stack {
         format!("http://127.0.0.1:{}", self.ports().gateway)
     }
 
+    /// Base URL of one replica, bypassing the gateway, e.g. `service_url("order-1")`.
+    pub fn service_url(&self, replica: &str) -> Option<String> {
+        self.component(replica)
+            .filter(|c| matches!(c.kind, Kind::Service(_)))
+            .map(|c| format!("http://127.0.0.1:{}", c.port))
+    }
+
     /// `redis://` URL of a service's own Redis: `redis_url("order")` or `redis_url("order-db")`.
     pub fn redis_url(&self, service: &str) -> Option<String> {
         let service: Service = service
