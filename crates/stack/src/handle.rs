@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use tokio::task::JoinSet;
 
-use crate::component::{self, Component, Service};
+use crate::component::{self, Component, Kind, Service};
 use crate::config::{PortLayout, StackConfig};
 use crate::health::Probe;
 use crate::supervisor::State;
