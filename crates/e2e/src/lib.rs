@@ -142,9 +142,24 @@ impl Api {
 
     // Shorthands for the setup every test needs.
 
+    /// POSTs a setup call, asking again while it answers 503 (which invites a retry: right
+    /// after start-up, for instance, a price lookup may wait for a consumer group to form).
+    async fn post_setup(&self, path: &str) -> Reply {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let reply = self.post(path).await;
+            if reply.status != StatusCode::SERVICE_UNAVAILABLE
+                || tokio::time::Instant::now() > deadline
+            {
+                return reply;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// POSTs a create call and returns the new id from the answer's `field`.
     async fn create(&self, path: &str, field: &str) -> String {
-        let answer = self.post(path).await.expect_ok();
+        let answer = self.post_setup(path).await.expect_ok();
         answer[field]
             .as_str()
             .unwrap_or_else(|| panic!("{path} answered no {field}: {answer}"))
@@ -156,7 +171,7 @@ impl Api {
             .create(&format!("/stock/item/create/{price}"), "item_id")
             .await;
         if stock > 0 {
-            self.post(&format!("/stock/add/{id}/{stock}"))
+            self.post_setup(&format!("/stock/add/{id}/{stock}"))
                 .await
                 .expect_ok();
         }
@@ -166,7 +181,7 @@ impl Api {
     pub async fn new_user(&self, credit: i64) -> String {
         let id = self.create("/payment/create_user", "user_id").await;
         if credit > 0 {
-            self.post(&format!("/payment/add_funds/{id}/{credit}"))
+            self.post_setup(&format!("/payment/add_funds/{id}/{credit}"))
                 .await
                 .expect_ok();
         }
@@ -178,7 +193,7 @@ impl Api {
             .create(&format!("/orders/create/{user}"), "order_id")
             .await;
         for (item, quantity) in items {
-            self.post(&format!("/orders/addItem/{id}/{item}/{quantity}"))
+            self.post_setup(&format!("/orders/addItem/{id}/{item}/{quantity}"))
                 .await
                 .expect_ok();
         }

@@ -37,7 +37,12 @@ pub async fn run(deps: Deps, listener: TcpListener, shutdown: CancellationToken)
         replies.clone(),
         settings.clone(),
     );
-    let prices = Prices::new(deps.bus.clone(), replies, settings.step_retry);
+    let prices = Prices::new(
+        deps.bus.clone(),
+        replies,
+        settings.step_retry,
+        settings.checkout_timeout,
+    );
     tokio::spawn(checkout::recovery::run(
         coordinator.clone(),
         shutdown.clone(),

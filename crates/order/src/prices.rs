@@ -10,9 +10,6 @@ use common::bus::replies::Replies;
 use common::protocol::{Envelope, OrderReply, StockCommand};
 use common::{Error, Noun, Result};
 
-/// Lookups give up after this many unanswered tries (each `step_retry` long).
-const TRIES: u32 = 4;
-
 /// The cache is dropped whole when it reaches this many prices, so its memory is bounded
 /// whatever the number of items (refilling costs one lookup per item).
 const CACHE_BOUND: usize = 1 << 20;
@@ -22,15 +19,17 @@ pub struct Prices {
     bus: Bus,
     replies: Replies,
     patience: Duration,
+    deadline: Duration,
 }
 
 impl Prices {
-    pub fn new(bus: Bus, replies: Replies, patience: Duration) -> Self {
+    pub fn new(bus: Bus, replies: Replies, patience: Duration, deadline: Duration) -> Self {
         Self {
             cache: RwLock::default(),
             bus,
             replies,
             patience,
+            deadline,
         }
     }
 
@@ -47,7 +46,10 @@ impl Prices {
             },
         );
         let mut waiter = self.replies.register(format!("{correlation}/price"));
-        for _ in 0..TRIES {
+        // Asked again every `patience`, until the deadline: right after start-up the stock
+        // service's consumer group may still be forming.
+        let deadline = tokio::time::Instant::now() + self.deadline;
+        while tokio::time::Instant::now() < deadline {
             if let Err(e) = self.bus.send(&self.bus.topics.stock, None, &request).await {
                 tracing::warn!(error = %e, "price request not sent");
             }
