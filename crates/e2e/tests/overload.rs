@@ -88,7 +88,7 @@ async fn a_burst_beyond_the_bound_is_shed(stack: &Stack, api: &Api) {
     for batch in shed.chunks(BOUND) {
         let answers = futures::future::join_all(batch.iter().map(|order| {
             let api = api.clone();
-            async move { api.checkout(&order).await }
+            async move { api.checkout(order).await }
         }))
         .await;
         assert!(answers.iter().all(|a| a.ok()), "{answers:?}");
