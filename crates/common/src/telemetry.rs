@@ -7,6 +7,7 @@
 //! set; without it the trace ids are still made, carried and logged: the spans that start a
 //! process's part of a trace have a `trace_id` field, so every log line within them names it.
 
+use std::io::IsTerminal;
 use std::sync::OnceLock;
 
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
@@ -51,7 +52,12 @@ pub fn init(service: &'static str) {
     let _ = PROVIDER.set(provider);
     let _ = tracing_subscriber::registry()
         .with(filter)
-        .with(tracing_subscriber::fmt::layer().with_target(false))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_target(false)
+                // Colours only on a terminal: log files stay greppable.
+                .with_ansi(std::io::stderr().is_terminal()),
+        )
         .with(tracing_opentelemetry::layer().with_tracer(tracer))
         .try_init();
     if let Some(e) = export_error {

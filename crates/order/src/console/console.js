@@ -160,11 +160,25 @@ function drawTables(s) {
   if (selected) {
     const fresh = s.active.concat(s.recent).find((tx) => tx.id === selected.id);
     if (fresh) select(fresh, true);
+  } else if (s.recent.length) {
+    showTimeline(s.recent[0], "latest: ");
   }
 }
 
 function select(tx, quiet) {
   selected = tx;
+  showTimeline(tx, "");
+  if (!quiet) {
+    for (const tr of document.querySelectorAll("tr.selected")) tr.classList.remove("selected");
+    for (const tr of document.querySelectorAll("tr[data-tx]")) {
+      if (tr.getAttribute("data-tx") === tx.id) tr.classList.add("selected");
+    }
+  }
+}
+
+// The timeline of `tx`: each state with its time since the start, and the answers that led
+// out of it.
+function showTimeline(tx, prefix) {
   const states = Object.entries(tx.times).sort((a, b) => a[1] - b[1]);
   const items = states.map(([state, at]) => {
     const phase = PHASES[state];
@@ -176,16 +190,10 @@ function select(tx, quiet) {
       answers.length ? el("div", { class: "answers" }, answers.join(" · ")) : null);
   });
   document.getElementById("timeline").replaceChildren(
-    el("h3", {}, "order " + tx.order),
+    el("h3", {}, prefix + "order " + tx.order),
     el("div", { class: "sub" }, tx.protocol + " · transaction " + tx.id + " · " + tx.owner
       + (tx.code ? " · " + tx.code + (tx.detail ? ": " + tx.detail : "") : "")),
     el("ol", {}, ...items));
-  if (!quiet) {
-    for (const tr of document.querySelectorAll("tr.selected")) tr.classList.remove("selected");
-    for (const tr of document.querySelectorAll("tr[data-tx]")) {
-      if (tr.getAttribute("data-tx") === tx.id) tr.classList.add("selected");
-    }
-  }
 }
 
 async function poll() {
