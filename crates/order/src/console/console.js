@@ -57,12 +57,15 @@ function drawTiles(s) {
     tile("p95 · 1 min", ms(m.p95)),
     tile("p99 · 1 min", ms(m.p99)),
     tile("in flight", s.in_flight),
-    tile("committed · 1 min", committed, m.count + " answered"));
+    tile("committed · 1 min", committed, "of " + m.count));
 }
 
 function drawChart(s) {
   const svg = document.getElementById("chart");
-  const W = 900, left = 46, right = 56, n = s.series.length;
+  // Drawn at the element's own width, so text keeps its size.
+  const W = Math.max(600, Math.round(svg.getBoundingClientRect().width) || 1200);
+  svg.setAttribute("viewBox", "0 0 " + W + " 250");
+  const left = 46, right = 56, n = s.series.length;
   const bars = { top: 12, bottom: 112 }, lat = { top: 132, bottom: 222 };
   const step = (W - left - right) / Math.max(1, n);
   const r = rates(s);
@@ -124,7 +127,7 @@ function drawOutcomes(s) {
 function stepCell(tx, participant) {
   const steps = tx.steps.filter((st) => st.participant === participant);
   if (!steps.length) return el("td", { class: "empty" }, tx.state === "trying" ? "asking…" : "–");
-  return el("td", {}, ...steps.map((st) => el("span", { class: "pill step " + resultClass(st.result), title: st.result },
+  return el("td", { class: "steps" }, ...steps.map((st) => el("span", { class: "pill step " + resultClass(st.result), title: st.result },
     st.phase + " " + st.ms + " ms")));
 }
 
@@ -140,7 +143,6 @@ function answeredAt(tx) {
 function row(tx, now, age) {
   const tr = el("tr", { "data-tx": tx.id, "data-order": tx.order, onclick: () => select(tx) },
     el("td", { class: "order", title: tx.order }, tx.order),
-    el("td", {}, tx.protocol),
     el("td", {}, el("span", { class: "pill s-" + tx.state, title: tx.code || "" }, tx.code && tx.state.startsWith("abort") ? tx.state + ": " + tx.code.replaceAll("_", " ") : tx.state)),
     stepCell(tx, "stock"),
     stepCell(tx, "payment"),
@@ -152,10 +154,10 @@ function row(tx, now, age) {
 function drawTables(s) {
   document.getElementById("inflight-count").textContent = s.in_flight + " now";
   const active = s.active.length ? s.active.map((tx) => row(tx, s.now_ms, true))
-    : [el("tr", {}, el("td", { class: "empty", colspan: 6 }, "Nothing in flight."))];
+    : [el("tr", {}, el("td", { class: "empty", colspan: 5 }, "Nothing in flight."))];
   document.getElementById("active").replaceChildren(...active);
   const recent = s.recent.length ? s.recent.map((tx) => row(tx, s.now_ms, false))
-    : [el("tr", {}, el("td", { class: "empty", colspan: 6 }, "No checkout yet."))];
+    : [el("tr", {}, el("td", { class: "empty", colspan: 5 }, "No checkout yet."))];
   document.getElementById("recent").replaceChildren(...recent);
   if (selected) {
     const fresh = s.active.concat(s.recent).find((tx) => tx.id === selected.id);

@@ -37,7 +37,7 @@ const BUCKETS: usize = LATENCY_BOUNDS_MS.len() + 1;
 const WINDOW: u64 = 60;
 /// The summary tiles cover the last minute.
 const SUMMARY: usize = 12;
-const SHOWN_ACTIVE: isize = 20;
+const SHOWN_ACTIVE: isize = 8;
 const SHOWN_RECENT: isize = 40;
 
 const INDEX: &str = include_str!("index.html");
