@@ -168,10 +168,9 @@ async fn state(State(app): State<Arc<App>>) -> Result<Json<Snapshot>> {
             } else if let Some(i) = field
                 .strip_prefix("h:")
                 .and_then(|i| i.parse::<usize>().ok())
+                && (1..=BUCKETS).contains(&i)
             {
-                if (1..=BUCKETS).contains(&i) {
-                    histogram[i - 1] += n;
-                }
+                histogram[i - 1] += n;
             }
         }
         histograms.push(histogram);
