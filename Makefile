@@ -6,11 +6,12 @@ CARGO ?= cargo
 STACK := ./target/release/stack
 
 .DEFAULT_GOAL := help
-.PHONY: help install build up down clean status test bench deploy-check fmt lint
+.PHONY: help install build up down clean status test bench soak outage deploy-check fmt lint
 
 help: ## Show the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo "  knobs: CHECKOUT_PROTOCOL=saga|2pc REPLICAS=N GATEWAY_PORT=8000"
+	@echo "  MONITORING=1 make up: also a local Prometheus on 127.0.0.1:9090 (component prometheus)"
 
 # Only needs to exist: down/status/clean work with any build of it.
 $(STACK):
@@ -24,7 +25,7 @@ build: ## Build every crate (release)
 	$(CARGO) build --release --workspace
 
 up: install ## Build, start the whole stack in the background; returns once all is healthy
-	$(CARGO) build --release -p stack -p order -p stock -p payment
+	$(CARGO) build --release --workspace --bin stack --bin order --bin stock --bin payment
 	$(STACK) up
 
 down: $(STACK) ## Stop everything; data is kept
@@ -40,10 +41,20 @@ test: install build ## The whole test suite; the tests start their own stacks
 	$(CARGO) test --release --workspace
 
 bench: ## The benchmark (load generator against the stack)
-	$(CARGO) build --release -p loadgen
+	$(CARGO) build --release --workspace --bin loadgen
 	./target/release/loadgen bench
 
-deploy-check: ## Check the container and Kubernetes deployment files
+SOAK_MINUTES ?= 30
+
+soak: ## Sustained load for SOAK_MINUTES (30): memory, disk and RSS over time; fails on growth
+	$(CARGO) build --release --workspace --bin loadgen
+	./target/release/loadgen soak --minutes $(SOAK_MINUTES)
+
+outage: ## Open-loop checkouts while the Kafka broker is frozen (SIGSTOP) from 10 s to 40 s
+	$(CARGO) build --release --workspace --bin loadgen
+	./target/release/loadgen outage
+
+deploy-check: ## Check the container, Kubernetes and monitoring deployment files
 	bash deploy/check.sh
 
 fmt: ## Format all code

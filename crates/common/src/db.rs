@@ -57,34 +57,6 @@ pub const COMMAND_PATIENCE: Duration = Duration::from_secs(5);
 /// before the request answers 503.
 pub const READ_PATIENCE: Duration = Duration::from_secs(3);
 
-/// True for a Redis failure worth trying again shortly: the server is away, restarting, or
-/// refusing writes for memory. A script error or a malformed reply is not: trying again gives
-/// the same answer.
-pub fn is_transient(e: &redis::RedisError) -> bool {
-    use redis::{ErrorKind, ServerErrorKind};
-    e.is_io_error()
-        || e.is_timeout()
-        || e.is_connection_dropped()
-        || e.is_connection_refusal()
-        || is_out_of_memory(e)
-        || matches!(
-            e.kind(),
-            ErrorKind::Server(
-                ServerErrorKind::BusyLoading
-                    | ServerErrorKind::TryAgain
-                    | ServerErrorKind::MasterDown
-                    | ServerErrorKind::ReadOnly
-            )
-        )
-}
-
-/// True when Redis refused a write because it reached `maxmemory` (policy `noeviction`).
-pub fn is_out_of_memory(e: &redis::RedisError) -> bool {
-    e.code() == Some("OOM")
-        || e.detail()
-            .is_some_and(|d| d.contains("OOM command not allowed"))
-}
-
 /// Runs `op` until it succeeds or fails with something other than a transient failure
 /// ([`Error::is_transient`]), waiting a little longer between tries, for at most `budget`.
 ///
@@ -107,6 +79,16 @@ where
             other => return other,
         }
     }
+}
+
+/// An array of bulk strings, as Redis sends a script's reply: for tests of reply decoders.
+pub fn bulk(items: &[&str]) -> redis::Value {
+    redis::Value::Array(
+        items
+            .iter()
+            .map(|s| redis::Value::BulkString(s.as_bytes().to_vec()))
+            .collect(),
+    )
 }
 
 /// `0..n` in consecutive ranges of at most `size`: the pipelines of a `batch_init`.

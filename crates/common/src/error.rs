@@ -183,7 +183,7 @@ impl Error {
     /// refusing writes for memory. A script error or a malformed reply is not.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Redis(e) => crate::db::is_transient(e),
+            Self::Redis(e) => is_transient(e),
             Self::Kafka(_) => true,
             _ => false,
         }
@@ -196,7 +196,7 @@ impl Error {
             Self::BadInput(_) => (StatusCode::BAD_REQUEST, "bad_input"),
             Self::Refused(r) => (r.code.status(), r.code.as_str()),
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
-            Self::Redis(e) if crate::db::is_out_of_memory(e) => {
+            Self::Redis(e) if is_out_of_memory(e) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "out_of_memory")
             }
             Self::Redis(_) | Self::Kafka(_) | Self::Unavailable(_) => {
@@ -207,6 +207,34 @@ impl Error {
             Self::Config(_) | Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
+}
+
+/// True for a Redis failure worth trying again shortly: the server is away, restarting, or
+/// refusing writes for memory. A script error or a malformed reply is not: trying again gives
+/// the same answer.
+fn is_transient(e: &redis::RedisError) -> bool {
+    use redis::{ErrorKind, ServerErrorKind};
+    e.is_io_error()
+        || e.is_timeout()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || is_out_of_memory(e)
+        || matches!(
+            e.kind(),
+            ErrorKind::Server(
+                ServerErrorKind::BusyLoading
+                    | ServerErrorKind::TryAgain
+                    | ServerErrorKind::MasterDown
+                    | ServerErrorKind::ReadOnly
+            )
+        )
+}
+
+/// True when Redis refused a write because it reached `maxmemory` (policy `noeviction`).
+pub fn is_out_of_memory(e: &redis::RedisError) -> bool {
+    e.code() == Some("OOM")
+        || e.detail()
+            .is_some_and(|d| d.contains("OOM command not allowed"))
 }
 
 /// The JSON body of every failure.

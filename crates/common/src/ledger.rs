@@ -43,6 +43,24 @@ pub struct AccountKind {
     pub participant: Participant,
 }
 
+/// Items (stock service): `item:{id}` → `stock`, and a `price` that never changes.
+pub const ITEMS: AccountKind = AccountKind {
+    noun: Noun::Item,
+    field: "stock",
+    too_little: Code::OutOfStock,
+    waits_for_holds: true,
+    participant: Participant::Stock,
+};
+
+/// Users (payment service): `user:{id}` → `credit`.
+pub const USERS: AccountKind = AccountKind {
+    noun: Noun::User,
+    field: "credit",
+    too_little: Code::InsufficientCredit,
+    waits_for_holds: false,
+    participant: Participant::Payment,
+};
+
 /// One account as stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Account {
@@ -446,45 +464,39 @@ mod tests {
         );
     }
 
-    fn reply(items: &[&str]) -> Value {
-        Value::Array(
-            items
-                .iter()
-                .map(|s| Value::BulkString(s.as_bytes().to_vec()))
-                .collect(),
-        )
-    }
-
     #[test]
     fn script_replies_decode_and_unknown_ones_fail() {
         assert_eq!(
-            StepReply::from_redis_value(reply(&["refused", "short", "item:1", ""])).unwrap(),
+            StepReply::from_redis_value(crate::db::bulk(&["refused", "short", "item:1", ""]))
+                .unwrap(),
             StepReply {
                 answer: StepAnswer::Refused(Reason::Short, "item:1".into()),
                 replayed: false
             }
         );
         assert_eq!(
-            StepReply::from_redis_value(reply(&["done", "", "", "1"])).unwrap(),
+            StepReply::from_redis_value(crate::db::bulk(&["done", "", "", "1"])).unwrap(),
             StepReply {
                 answer: StepAnswer::Done,
                 replayed: true
             }
         );
-        assert!(StepReply::from_redis_value(reply(&["refused", "nope", "", ""])).is_err());
-        assert!(StepReply::from_redis_value(reply(&["maybe", "", "", ""])).is_err());
-        assert!(StepReply::from_redis_value(reply(&["done", "", ""])).is_err());
-        assert!(StepReply::from_redis_value(reply(&["done", "", "", "yes"])).is_err());
+        assert!(
+            StepReply::from_redis_value(crate::db::bulk(&["refused", "nope", "", ""])).is_err()
+        );
+        assert!(StepReply::from_redis_value(crate::db::bulk(&["maybe", "", "", ""])).is_err());
+        assert!(StepReply::from_redis_value(crate::db::bulk(&["done", "", ""])).is_err());
+        assert!(StepReply::from_redis_value(crate::db::bulk(&["done", "", "", "yes"])).is_err());
         assert_eq!(
-            Adjusted::from_redis_value(reply(&["short", "3"])).unwrap(),
+            Adjusted::from_redis_value(crate::db::bulk(&["short", "3"])).unwrap(),
             Adjusted::Short(3)
         );
-        assert!(Adjusted::from_redis_value(reply(&["ok", "x"])).is_err());
-        assert!(Adjusted::from_redis_value(reply(&["weird", "1"])).is_err());
+        assert!(Adjusted::from_redis_value(crate::db::bulk(&["ok", "x"])).is_err());
+        assert!(Adjusted::from_redis_value(crate::db::bulk(&["weird", "1"])).is_err());
         assert_eq!(
-            Batch::from_redis_value(reply(&["in_use", "7"])).unwrap(),
+            Batch::from_redis_value(crate::db::bulk(&["in_use", "7"])).unwrap(),
             Batch::InUse("7".into())
         );
-        assert!(Batch::from_redis_value(reply(&["nope", ""])).is_err());
+        assert!(Batch::from_redis_value(crate::db::bulk(&["nope", ""])).is_err());
     }
 }

@@ -185,6 +185,16 @@ impl Api {
         id
     }
 
+    /// Checks `order` out once.
+    pub async fn checkout(&self, order: &str) -> Reply {
+        self.post(&format!("/orders/checkout/{order}")).await
+    }
+
+    /// The stock of `item` and the credit of `user`.
+    pub async fn holdings(&self, item: &str, user: &str) -> (i64, i64) {
+        (self.stock_of(item).await, self.credit_of(user).await)
+    }
+
     pub async fn stock_of(&self, item: &str) -> i64 {
         self.get(&format!("/stock/find/{item}")).await.expect_ok()["stock"]
             .as_i64()

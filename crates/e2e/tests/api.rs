@@ -151,17 +151,10 @@ async fn a_paid_order_takes_no_more_items_and_checks_out_once() {
     let user = api.new_user(100).await;
     let item = api.new_item(10, 5).await;
     let order = api.new_order(&user, &[(&item, 2)]).await;
-    api.post(&format!("/orders/checkout/{order}"))
-        .await
-        .expect_ok();
-    api.post(&format!("/orders/checkout/{order}"))
-        .await
-        .expect_ok();
+    api.checkout(&order).await.expect_ok();
+    api.checkout(&order).await.expect_ok();
     assert!(api.paid(&order).await);
-    assert_eq!(
-        (api.stock_of(&item).await, api.credit_of(&user).await),
-        (3, 80)
-    );
+    assert_eq!(api.holdings(&item, &user).await, (3, 80));
     assert_eq!(
         api.post(&format!("/orders/addItem/{order}/{item}/1"))
             .await
@@ -212,10 +205,7 @@ async fn bad_numbers_are_refused_with_a_json_error_and_change_nothing() {
         api.post("/stock/add").await.expect_client_error(),
         "no_such_route"
     );
-    assert_eq!(
-        (api.stock_of(&item).await, api.credit_of(&user).await),
-        (5, 5)
-    );
+    assert_eq!(api.holdings(&item, &user).await, (5, 5));
     assert_eq!(
         api.get(&format!("/orders/find/{order}")).await.expect_ok()["total_cost"].as_i64(),
         Some(0)
@@ -288,10 +278,7 @@ async fn concurrent_subtracts_and_payments_lose_nothing() {
             .all(|(_, r)| r.ok() || r.status.as_u16() == 409),
         "only 2xx or 409 expected"
     );
-    assert_eq!(
-        (api.stock_of(&item).await, api.credit_of(&user).await),
-        (0, 0)
-    );
+    assert_eq!(api.holdings(&item, &user).await, (0, 0));
 }
 
 #[tokio::test]

@@ -34,7 +34,7 @@ async fn the_consistency_procedure_sells_exactly_the_stock(protocol: Protocol) {
     .await;
     let answers = futures::future::join_all(orders.iter().map(|order| {
         let api = api.clone();
-        async move { api.post(&format!("/orders/checkout/{order}")).await }
+        async move { api.checkout(&order).await }
     }))
     .await;
     let server_errors = answers
@@ -77,10 +77,7 @@ async fn one_missing_item_takes_nothing_anywhere(protocol: Protocol) {
     let user = api.new_user(1000).await;
     let (plenty, scarce) = (api.new_item(10, 50).await, api.new_item(10, 1).await);
     let order = api.new_order(&user, &[(&plenty, 3), (&scarce, 2)]).await;
-    let code = api
-        .post(&format!("/orders/checkout/{order}"))
-        .await
-        .expect_client_error();
+    let code = api.checkout(&order).await.expect_client_error();
     assert_eq!(code, "out_of_stock");
     assert_eq!(
         (api.stock_of(&plenty).await, api.stock_of(&scarce).await),
@@ -95,26 +92,15 @@ async fn too_little_credit_takes_nothing_and_a_later_retry_succeeds(protocol: Pr
     let user = api.new_user(5).await;
     let item = api.new_item(3, 10).await;
     let order = api.new_order(&user, &[(&item, 2)]).await;
-    let code = api
-        .post(&format!("/orders/checkout/{order}"))
-        .await
-        .expect_client_error();
+    let code = api.checkout(&order).await.expect_client_error();
     assert_eq!(code, "insufficient_credit");
-    assert_eq!(
-        (api.stock_of(&item).await, api.credit_of(&user).await),
-        (10, 5)
-    );
+    assert_eq!(api.holdings(&item, &user).await, (10, 5));
     assert!(!api.paid(&order).await);
     api.post(&format!("/payment/add_funds/{user}/1"))
         .await
         .expect_ok();
-    api.post(&format!("/orders/checkout/{order}"))
-        .await
-        .expect_ok();
-    assert_eq!(
-        (api.stock_of(&item).await, api.credit_of(&user).await),
-        (8, 0)
-    );
+    api.checkout(&order).await.expect_ok();
+    assert_eq!(api.holdings(&item, &user).await, (8, 0));
     assert!(api.paid(&order).await);
 }
 
@@ -133,10 +119,7 @@ async fn concurrent_checkouts_of_one_order_charge_once(protocol: Protocol) {
         answers.iter().all(|r| r.ok()),
         "every checkout of a paid order answers 2xx: {answers:?}"
     );
-    assert_eq!(
-        (api.stock_of(&item).await, api.credit_of(&user).await),
-        (9, 93)
-    );
+    assert_eq!(api.holdings(&item, &user).await, (9, 93));
 }
 
 async fn racing_orders_for_the_last_units_never_oversell(protocol: Protocol) {
@@ -171,10 +154,7 @@ async fn credit_is_exact_at_every_edge(protocol: Protocol) {
         let item = api.new_item(credit + 1, 2).await;
         let poor = api.new_user(credit).await;
         let order = api.new_order(&poor, &[(&item, 1)]).await;
-        let code = api
-            .post(&format!("/orders/checkout/{order}"))
-            .await
-            .expect_client_error();
+        let code = api.checkout(&order).await.expect_client_error();
         assert_eq!(code, "insufficient_credit", "credit {credit}");
         assert_eq!(
             (
@@ -186,9 +166,7 @@ async fn credit_is_exact_at_every_edge(protocol: Protocol) {
         );
         let exact = api.new_user(credit + 1).await;
         let order = api.new_order(&exact, &[(&item, 1)]).await;
-        api.post(&format!("/orders/checkout/{order}"))
-            .await
-            .expect_ok();
+        api.checkout(&order).await.expect_ok();
         assert_eq!(
             (api.credit_of(&exact).await, api.stock_of(&item).await),
             (0, 1)
@@ -203,23 +181,12 @@ async fn stock_is_exact_at_every_edge(protocol: Protocol) {
         let item = api.new_item(1, stock).await;
         let user = api.new_user(i64::MAX).await;
         let order = api.new_order(&user, &[(&item, stock + 1)]).await;
-        let code = api
-            .post(&format!("/orders/checkout/{order}"))
-            .await
-            .expect_client_error();
+        let code = api.checkout(&order).await.expect_client_error();
         assert_eq!(code, "out_of_stock", "stock {stock}");
-        assert_eq!(
-            (api.stock_of(&item).await, api.credit_of(&user).await),
-            (stock, i64::MAX)
-        );
+        assert_eq!(api.holdings(&item, &user).await, (stock, i64::MAX));
         let order = api.new_order(&user, &[(&item, stock)]).await;
-        api.post(&format!("/orders/checkout/{order}"))
-            .await
-            .expect_ok();
-        assert_eq!(
-            (api.stock_of(&item).await, api.credit_of(&user).await),
-            (0, i64::MAX - stock)
-        );
+        api.checkout(&order).await.expect_ok();
+        assert_eq!(api.holdings(&item, &user).await, (0, i64::MAX - stock));
     }
 }
 
@@ -230,15 +197,9 @@ async fn a_line_at_i64_max_is_all_or_nothing(protocol: Protocol) {
     let item = api.new_item(1, i64::MAX).await;
     let user = api.new_user(i64::MAX - 1).await;
     let order = api.new_order(&user, &[(&item, i64::MAX)]).await;
-    let code = api
-        .post(&format!("/orders/checkout/{order}"))
-        .await
-        .expect_client_error();
+    let code = api.checkout(&order).await.expect_client_error();
     assert_eq!(code, "insufficient_credit");
-    assert_eq!(
-        (api.stock_of(&item).await, api.credit_of(&user).await),
-        (i64::MAX, i64::MAX - 1)
-    );
+    assert_eq!(api.holdings(&item, &user).await, (i64::MAX, i64::MAX - 1));
     // The stock is back at the maximum: one more unit does not fit.
     let over = api
         .post(&format!("/stock/add/{item}/1"))
@@ -248,13 +209,8 @@ async fn a_line_at_i64_max_is_all_or_nothing(protocol: Protocol) {
     api.post(&format!("/payment/add_funds/{user}/1"))
         .await
         .expect_ok();
-    api.post(&format!("/orders/checkout/{order}"))
-        .await
-        .expect_ok();
-    assert_eq!(
-        (api.stock_of(&item).await, api.credit_of(&user).await),
-        (0, 0)
-    );
+    api.checkout(&order).await.expect_ok();
+    assert_eq!(api.holdings(&item, &user).await, (0, 0));
 }
 
 e2e::both_protocols!(

@@ -175,10 +175,7 @@ async fn coordinator_crash_before_the_decision(protocol: Protocol) {
     assert!(settled, "the interrupted transaction did not reach its end");
     // The client's retry is answered, and nothing is taken twice.
     assert!(checkout_until_definite(&api, &order).await);
-    assert_eq!(
-        (api.stock_of(&item).await, api.credit_of(&user).await),
-        (8, 90)
-    );
+    assert_eq!(api.holdings(&item, &user).await, (8, 90));
     // The retry's own commit reaches the participants just after its answer.
     let closed = eventually(SETTLE, || faulty.settled()).await;
     assert!(closed, "reservations left open");
@@ -206,10 +203,7 @@ async fn coordinator_crash_after_logging_commit(protocol: Protocol) {
         "the logged commit did not complete at the participants"
     );
     assert!(api.paid(&order).await);
-    assert_eq!(
-        (api.stock_of(&item).await, api.credit_of(&user).await),
-        (7, 85)
-    );
+    assert_eq!(api.holdings(&item, &user).await, (7, 85));
 }
 
 async fn participant_crash_after_its_step_applies_it_once(protocol: Protocol) {
@@ -234,11 +228,7 @@ async fn participant_crash_after_its_step_applies_it_once(protocol: Protocol) {
             .await
             .expect("participant restarted");
         assert!(api.paid(&order).await);
-        assert_eq!(
-            (api.stock_of(&item).await, api.credit_of(&user).await),
-            (8, 92),
-            "{service}"
-        );
+        assert_eq!(api.holdings(&item, &user).await, (8, 92), "{service}");
     }
     let settled = eventually(SETTLE, || faulty.settled()).await;
     assert!(settled, "reservations left open");
@@ -333,7 +323,7 @@ async fn a_frozen_broker_costs_time_never_correctness(protocol: Protocol) {
     faulty.freeze("kafka", true);
     let answers = futures::future::join_all(orders.iter().map(|(order, _)| {
         let api = api.clone();
-        async move { api.post(&format!("/orders/checkout/{order}")).await }
+        async move { api.checkout(&order).await }
     }))
     .await;
     faulty.freeze("kafka", false);
@@ -416,7 +406,7 @@ async fn poisoned_commands_never_stop_a_partition(protocol: Protocol) {
     }
     let answers = futures::future::join_all(orders.iter().map(|order| {
         let api = api.clone();
-        async move { api.post(&format!("/orders/checkout/{order}")).await }
+        async move { api.checkout(&order).await }
     }))
     .await;
     for answer in answers {
@@ -496,6 +486,8 @@ async fn batch_init_never_replaces_records_in_a_checkout(protocol: Protocol) {
         left += api.stock_of(&i.to_string()).await;
     }
     assert_eq!(left, 1000 - sold);
+    let quiet = eventually(SETTLE, || async { !faulty.in_flight_at_least(1).await }).await;
+    assert!(quiet, "checkouts left in flight");
     api.post("/orders/batch_init/10/10/10/1").await.expect_ok();
 }
 

@@ -54,7 +54,9 @@ impl Answers {
                             .map_or(s.start_us, |t| t.max(s.start_us)),
                     );
                 }
-                Class::ServerError | Class::Transport => e.unknown = true,
+                Class::Unavailable | Class::ServerError | Class::Transport | Class::Timeout => {
+                    e.unknown = true
+                }
             }
         }
         let mut a = Answers::default();

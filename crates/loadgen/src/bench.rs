@@ -2,23 +2,27 @@
 //!
 //! For each protocol and each workload: a fresh stack (so every measurement starts from the
 //! course's data set on empty databases, with nothing left over from the previous one),
-//! `batch_init` of the population, a short warm-up, the measured run, a quiet moment, and the
-//! consistency verdict over everything sent (warm-up included). Then the table on stdout,
-//! `results.json` and `bench.svg` in the output folder.
+//! `batch_init` of the population, a warm-up, the measured run (for the cold workloads a cold
+//! run after a short warm-up first, then the warm one), and the consistency verdict over
+//! everything sent (warm-ups included). Each measured run also samples the CPU time of every
+//! component just before and just after it, for the CPU cost per checkout. Then the tables
+//! on stdout, `results.json` and `bench.svg` in the output folder.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 
+use stack::Stack;
+
 use crate::answers::Answers;
 use crate::client::Api;
-use crate::fresh_stack::FreshStack;
+use crate::components;
+use crate::fresh_stack::{FreshStack, Harness, Interrupted, with_fresh_stack};
 use crate::populate::{Population, populate};
 use crate::report::{self, BenchConfig, BenchReport, RunReport, Target};
-use crate::run::{Plan, Record, drive};
-use crate::stats;
-use crate::verify::verify;
+use crate::run::{Load, Record, drive};
+use crate::verify::Verdict;
 use crate::workload::{Ids, Workload};
 
 #[derive(Clone, Debug, clap::Args)]
@@ -34,43 +38,37 @@ pub struct BenchArgs {
         default_value = "distinct,random"
     )]
     pub workloads: Vec<Workload>,
-    /// Checkouts in flight (closed loop).
-    #[arg(long, default_value_t = 64)]
-    pub concurrency: usize,
+    #[command(flatten)]
+    pub load: Load,
     /// Seconds of each measured run. With the warm-up, a distinct run at ~2 000/s stays
     /// within the 100 000 orders of the course data.
     #[arg(long, default_value_t = 20)]
     pub duration: u64,
-    /// Seconds of warm-up before each run (not measured, but verified). The Kafka broker's
-    /// JIT needs about 20 s before its cost per message settles.
+    /// Seconds of load before the (warm) measured run (not measured, but verified). The
+    /// Kafka broker's JIT needs about 20 s before its cost per message settles.
     #[arg(long, default_value_t = 25)]
     pub warmup: u64,
+    /// Workloads that are also measured cold, on the same stack before the warm run: after
+    /// `--cold-warmup` seconds of load; the cold run then counts towards the warm-up.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "distinct")]
+    pub cold_workloads: Vec<Workload>,
+    /// Seconds of load before a cold run.
+    #[arg(long, default_value_t = 5)]
+    pub cold_warmup: u64,
+    /// No cold runs.
+    #[arg(long)]
+    pub no_cold: bool,
     /// Stop each measured run after this many checkouts.
     #[arg(long)]
     pub max_requests: Option<u64>,
-    /// Open loop at this many checkouts per second (latency counted from the due time),
-    /// instead of a closed loop; `--concurrency` then caps the checkouts in flight.
-    #[arg(long, value_parser = crate::run::parse_rate)]
-    pub rate: Option<f64>,
     /// Seed of the random workload.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Reads in flight while verifying.
-    #[arg(long, default_value_t = 256)]
-    pub verify_concurrency: usize,
-    /// Skip the consistency check (saves the read-back of every order, item and user).
-    #[arg(long)]
-    pub no_verify: bool,
     /// Per-request timeout in seconds; slower checkouts count as transport errors.
     #[arg(long, default_value_t = 10)]
     pub timeout: u64,
-    /// Where `results.json` and `bench.svg` go (and, while it runs, the stack's state).
-    #[arg(long, default_value = ".bench")]
-    pub out: PathBuf,
-    /// Do not build the services first (by default `cargo build --release` makes sure the
-    /// stack runs the current code).
-    #[arg(long)]
-    pub no_build: bool,
+    #[command(flatten)]
+    pub harness: Harness,
     /// Benchmark the stack already running at this URL instead of starting fresh ones: one
     /// population, then the workloads in turn (the random run then also meets orders paid by
     /// the distinct run). Reported under the protocol name `external`.
@@ -83,35 +81,33 @@ pub struct BenchArgs {
 /// Runs the benchmark; `threads` is only recorded in the report.
 pub async fn bench(args: BenchArgs, threads: usize) -> Result<()> {
     let config = BenchConfig {
-        concurrency: args.concurrency,
+        concurrency: args.load.concurrency,
         duration_s: args.duration,
         warmup_s: args.warmup,
+        cold_warmup_s: (!args.no_cold).then_some(args.cold_warmup),
         max_requests: args.max_requests,
-        rate: args.rate,
+        rate: args.load.rate,
         runtime_threads: threads,
         seed: args.seed,
         population: args.population,
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
+    let out = &args.harness.out;
+    args.harness.prepare(args.external.is_none())?;
 
     let mut runs = Vec::new();
     let mut failures = Vec::new();
     if let Some(url) = &args.external {
-        let api = Api::new(url, args.concurrency, Duration::from_secs(args.timeout))?;
+        let api = args.api(url)?;
         if let Err(e) = external(&args, &api, &mut runs).await {
             failures.push(format!("external: {e:#}"));
         }
     } else {
-        if !args.no_build {
-            crate::fresh_stack::build_binaries()?;
-        }
         'all: for protocol in &args.protocols {
             for &workload in &args.workloads {
                 eprintln!("== {protocol} / {workload}");
                 match on_fresh_stack(&args, protocol, workload).await {
-                    Ok(run) => runs.push(run),
+                    Ok(measured) => runs.extend(measured),
                     Err(e) => {
                         eprintln!("  failed: {e:#}");
                         failures.push(format!("{protocol} {workload}: {e:#}"));
@@ -121,18 +117,20 @@ pub async fn bench(args: BenchArgs, threads: usize) -> Result<()> {
                     }
                 }
                 // Keep what we have on disk in case a later run is interrupted.
-                write_outputs(&args.out, &config, &runs)?;
+                write_outputs(out, &config, &runs)?;
             }
         }
     }
 
-    write_outputs(&args.out, &config, &runs)?;
+    write_outputs(out, &config, &runs)?;
     println!();
     print!("{}", report::table(&runs));
+    println!();
+    print!("{}", report::cpu_table(&runs));
     println!(
         "wrote {} and {}",
-        args.out.join("results.json").display(),
-        args.out.join("bench.svg").display()
+        out.join("results.json").display(),
+        out.join("bench.svg").display()
     );
     if !failures.is_empty() {
         bail!("{} run(s) failed:\n{}", failures.len(), failures.join("\n"));
@@ -144,6 +142,22 @@ pub async fn bench(args: BenchArgs, threads: usize) -> Result<()> {
         bail!("the state was inconsistent after at least one run");
     }
     Ok(())
+}
+
+impl BenchArgs {
+    fn api(&self, gateway: &str) -> Result<Api> {
+        Api::new(gateway, self.load.pool(), Duration::from_secs(self.timeout))
+    }
+
+    /// Seconds of load before each measured run of `workload`: cold first, then warm.
+    fn measured_after(&self, workload: Workload) -> Vec<u64> {
+        if self.no_cold || !self.cold_workloads.contains(&workload) {
+            vec![self.warmup]
+        } else {
+            let cold = self.cold_warmup;
+            vec![cold, self.warmup.max(cold + self.duration)]
+        }
+    }
 }
 
 fn write_outputs(out: &Path, config: &BenchConfig, runs: &[RunReport]) -> Result<()> {
@@ -161,149 +175,136 @@ fn write_outputs(out: &Path, config: &BenchConfig, runs: &[RunReport]) -> Result
     crate::plot::write_svg(runs, &out.join("bench.svg"))
 }
 
-/// Ctrl-C during a measurement: stop the stack and skip the remaining runs.
-#[derive(Debug)]
-struct Interrupted;
-
-impl std::fmt::Display for Interrupted {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("interrupted")
-    }
-}
-
-impl std::error::Error for Interrupted {}
-
-/// One measurement on its own stack; the stack is stopped whatever happens, Ctrl-C included.
-async fn on_fresh_stack(args: &BenchArgs, protocol: &str, workload: Workload) -> Result<RunReport> {
-    let t = Instant::now();
-    let stack = FreshStack::start(protocol, &args.out).await?;
-    eprintln!(
-        "  stack up at {} in {:.1} s",
-        stack.gateway_url(),
-        t.elapsed().as_secs_f64()
-    );
-    let outcome = tokio::select! {
-        r = measure(args, stack.gateway_url(), protocol, workload) => r,
-        _ = tokio::signal::ctrl_c() => Err(Interrupted.into()),
-    };
-    let stopped = stack.stop().await;
-    let run = outcome?;
-    stopped?;
-    Ok(run)
-}
-
-async fn measure(
+/// The measurements of one workload on its own stack.
+async fn on_fresh_stack(
     args: &BenchArgs,
-    gateway: &str,
     protocol: &str,
     workload: Workload,
-) -> Result<RunReport> {
-    let api = Api::new(gateway, args.concurrency, Duration::from_secs(args.timeout))?;
-    let slow = Api::new(gateway, 4, Duration::from_secs(600))?;
-    populate(&slow, &args.population).await?;
-    let ids = Ids::new(workload, args.population.orders, args.seed);
-    let origin = Instant::now();
-    let (warm, record) = warm_and_run(args, &api, &ids, origin, workload).await;
-    let verdict = if args.no_verify {
-        None
-    } else {
-        Some(check(args, &api, [&warm, &record]).await)
+) -> Result<Vec<RunReport>> {
+    let stack = FreshStack::start(protocol, &args.harness.out, &[]).await?;
+    let work = async |stack: &FreshStack| {
+        let api = args.api(stack.gateway_url())?;
+        let slow = Api::new(api.base(), 4, Duration::from_secs(600))?;
+        populate(&slow, &args.population).await?;
+        let ids = Ids::new(workload, args.population.orders, args.seed);
+        let mut phases = Phases::new(args, &api, Instant::now(), Some(stack.stack()));
+        let mut runs = Vec::new();
+        for after in args.measured_after(workload) {
+            runs.push(phases.measure(&ids, protocol, workload, after).await);
+        }
+        let verdict = check(args, &api, &phases.records).await;
+        for r in &mut runs {
+            r.verdict.clone_from(&verdict);
+        }
+        Ok(runs)
     };
-    Ok(RunReport::of(protocol, workload, &record, verdict))
+    with_fresh_stack(stack, work).await
 }
 
 /// The `--external` mode: one population, then each workload on the same stack.
 async fn external(args: &BenchArgs, api: &Api, runs: &mut Vec<RunReport>) -> Result<()> {
     let slow = Api::new(api.base(), 4, Duration::from_secs(600))?;
     populate(&slow, &args.population).await?;
-    let origin = Instant::now();
-    let mut all = Vec::new();
+    let mut phases = Phases::new(args, api, Instant::now(), None);
     for &workload in &args.workloads {
         eprintln!("== external / {workload}");
         let ids = Ids::new(workload, args.population.orders, args.seed);
-        let (warm, record) = warm_and_run(args, api, &ids, origin, workload).await;
-        runs.push(RunReport::of("external", workload, &record, None));
-        all.push(warm);
-        all.push(record);
+        phases.loaded_s = 0;
+        for after in args.measured_after(workload) {
+            runs.push(phases.measure(&ids, "external", workload, after).await);
+        }
     }
-    if !args.no_verify
-        && let Some(last) = runs.last_mut()
-    {
-        last.verdict = Some(check(args, api, all.iter()).await);
+    if let Some(last) = runs.last_mut() {
+        last.verdict = check(args, api, &phases.records).await;
     }
     Ok(())
 }
 
-async fn warm_and_run(
-    args: &BenchArgs,
-    api: &Api,
-    ids: &Ids,
+/// The phases (warm-ups and measured runs) driven against one population.
+struct Phases<'a> {
+    args: &'a BenchArgs,
+    api: &'a Api,
     origin: Instant,
-    workload: Workload,
-) -> (Record, Record) {
-    let warm = drive(
-        api,
-        ids,
-        Plan {
-            concurrency: args.concurrency,
-            duration: Duration::from_secs(args.warmup),
-            max_requests: None,
-            rate: args.rate,
-        },
-        origin,
-        "warm-up",
-    )
-    .await;
-    eprintln!(
-        "  warm-up: {} checkouts, {:.0}/s",
-        warm.samples.len(),
-        warm.samples.len() as f64 / warm.elapsed_s().max(1e-9)
-    );
-    let plan = Plan {
-        concurrency: args.concurrency,
-        duration: Duration::from_secs(args.duration),
-        max_requests: args.max_requests,
-        rate: args.rate,
-    };
-    let record = drive(api, ids, plan, origin, &workload.to_string()).await;
-    let s = stats::summarize(&record);
-    let cpu = record.cpu_s.map_or_else(String::new, |cpu| {
-        format!(
-            ", generator CPU {:.2} cores",
-            cpu / record.elapsed_s().max(1e-9)
-        )
-    });
-    eprintln!(
-        "  run: {} checkouts, {:.0}/s, p99 {:.1} ms, {} errors{cpu}",
-        s.requests,
-        s.throughput,
-        s.p99_ms,
-        s.errors()
-    );
-    (warm, record)
+    /// The stack whose components' CPU is measured, when we run it.
+    stack: Option<&'a Stack>,
+    /// Seconds of load so far (of the current workload).
+    loaded_s: u64,
+    /// Every phase so far, for the verification.
+    records: Vec<Record>,
+}
+
+impl<'a> Phases<'a> {
+    fn new(args: &'a BenchArgs, api: &'a Api, origin: Instant, stack: Option<&'a Stack>) -> Self {
+        Phases {
+            args,
+            api,
+            origin,
+            stack,
+            loaded_s: 0,
+            records: Vec::new(),
+        }
+    }
+
+    /// Warms up until `after` seconds of load, then measures one run.
+    async fn measure(
+        &mut self,
+        ids: &Ids,
+        protocol: &str,
+        workload: Workload,
+        after: u64,
+    ) -> RunReport {
+        let args = self.args;
+        if after > self.loaded_s {
+            let plan = args
+                .load
+                .plan(Duration::from_secs(after - self.loaded_s), None);
+            let warm = drive(self.api, ids, plan, self.origin, "warm-up").await;
+            eprintln!(
+                "  warm-up: {} checkouts, {:.0}/s",
+                warm.samples.len(),
+                warm.samples.len() as f64 / warm.elapsed_s().max(1e-9)
+            );
+            self.records.push(warm);
+        }
+        let plan = args
+            .load
+            .plan(Duration::from_secs(args.duration), args.max_requests);
+        let cpu_before = self.stack.map(components::cpu_seconds);
+        let label = format!("{workload} after {after} s");
+        let record = drive(self.api, ids, plan, self.origin, &label).await;
+        let cpu = self
+            .stack
+            .map(components::cpu_seconds)
+            .zip(cpu_before)
+            .map(|(end, start)| components::cpu_cost(&start, &end, record.samples.len() as u64))
+            .unwrap_or_default();
+        let mut run = RunReport::of(protocol, workload, &record, None);
+        run.warmup_s = after;
+        run.cpu = cpu;
+        let s = &run.summary;
+        let generator = run
+            .generator_cores
+            .map_or_else(String::new, |c| format!(", generator CPU {c:.2} cores"));
+        eprintln!(
+            "  run after {after} s: {} checkouts, {:.0}/s, p99 {:.1} ms, {} errors, {:.2} CPU ms/checkout{generator}",
+            s.requests,
+            s.throughput,
+            s.p99_ms,
+            s.errors(),
+            run.cpu_total_ms(),
+        );
+        self.loaded_s = after + args.duration;
+        self.records.push(record);
+        run
+    }
 }
 
 /// Verifies everything the records sent. Checkouts whose outcome the client never learned may
 /// still be finishing, so those get a few seconds first.
-async fn check<'a>(
-    args: &BenchArgs,
-    api: &Api,
-    records: impl IntoIterator<Item = &'a Record>,
-) -> crate::verify::Verdict {
-    let answers = Answers::from_samples(records.into_iter().flat_map(|r| &r.samples));
-    if !answers.unknown.is_empty() {
-        tokio::time::sleep(Duration::from_secs(5)).await;
-    }
-    let v = verify(
-        api,
-        &args.population,
-        Some(&answers),
-        args.verify_concurrency,
-    )
-    .await;
-    eprintln!(
-        "  verified in {:.1} s: {} paid orders, {} violations",
-        v.read_s, v.paid_orders, v.violations
-    );
-    v
+async fn check(args: &BenchArgs, api: &Api, records: &[Record]) -> Option<Verdict> {
+    let answers = Answers::from_samples(records.iter().flat_map(|r| &r.samples));
+    let settle = Duration::from_secs(5);
+    args.harness
+        .verify(api, &args.population, &answers, settle)
+        .await
 }

@@ -16,10 +16,14 @@ pub enum Class {
     Ok,
     /// 4xx: a business refusal (or bad input); nothing changed.
     Refused,
-    /// 5xx or another unexpected status: the system is broken.
+    /// 503: overloaded (admission control) or not decided in time; safe to retry.
+    Unavailable,
+    /// Another 5xx or unexpected status: the system is broken.
     ServerError,
-    /// No HTTP answer at all: connection error or timeout.
+    /// No HTTP answer at all: connection error.
     Transport,
+    /// No answer within the client's timeout; the request was abandoned.
+    Timeout,
 }
 
 impl Class {
@@ -27,7 +31,16 @@ impl Class {
         match status {
             200..=299 => Class::Ok,
             400..=499 => Class::Refused,
+            503 => Class::Unavailable,
             _ => Class::ServerError,
+        }
+    }
+
+    fn of_error(e: &reqwest::Error) -> Self {
+        if e.is_timeout() {
+            Class::Timeout
+        } else {
+            Class::Transport
         }
     }
 }
@@ -99,10 +112,10 @@ impl Api {
                 // Drain the body so the connection is reused.
                 match resp.bytes().await {
                     Ok(_) => class,
-                    Err(_) => Class::Transport,
+                    Err(e) => Class::of_error(&e),
                 }
             }
-            Err(_) => Class::Transport,
+            Err(e) => Class::of_error(&e),
         }
     }
 
@@ -185,6 +198,7 @@ mod tests {
         assert_eq!(Class::of_status(404), Class::Refused);
         assert_eq!(Class::of_status(500), Class::ServerError);
         assert_eq!(Class::of_status(502), Class::ServerError);
+        assert_eq!(Class::of_status(503), Class::Unavailable);
         assert_eq!(Class::of_status(302), Class::ServerError);
     }
 

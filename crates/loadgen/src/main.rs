@@ -9,9 +9,11 @@ use clap::{Args, Parser, Subcommand};
 use loadgen::answers::Answers;
 use loadgen::bench::{self, BenchArgs};
 use loadgen::client::Api;
+use loadgen::outage::OutageArgs;
 use loadgen::populate::{Population, populate};
 use loadgen::report::{self, BenchReport, RunReport};
-use loadgen::run::{Plan, drive};
+use loadgen::run::{Load, drive};
+use loadgen::soak::SoakArgs;
 use loadgen::verify::verify;
 use loadgen::workload::{Ids, Workload};
 
@@ -53,18 +55,14 @@ enum Command {
         gateway: Gateway,
         #[arg(long, value_enum, default_value_t = Workload::Distinct)]
         workload: Workload,
-        /// Checkouts in flight at any time (closed loop).
-        #[arg(long, default_value_t = 64)]
-        concurrency: usize,
+        #[command(flatten)]
+        load: Load,
         /// Seconds to run.
         #[arg(long, default_value_t = 30)]
         duration: u64,
         /// Stop after this many checkouts even if time remains.
         #[arg(long)]
         max_requests: Option<u64>,
-        /// Open loop at this many checkouts per second instead of a closed loop.
-        #[arg(long, value_parser = loadgen::run::parse_rate)]
-        rate: Option<f64>,
         /// Orders in the population: ids are drawn from `0..orders`.
         #[arg(long, default_value_t = 100_000)]
         orders: u32,
@@ -94,6 +92,11 @@ enum Command {
     },
     /// The whole benchmark on fresh local stacks (`make bench`).
     Bench(BenchArgs),
+    /// Sustained load on a fresh stack, watching memory and disk (`make soak`); exits 1 if
+    /// they keep growing after the retention window or the state is inconsistent.
+    Soak(SoakArgs),
+    /// Open-loop checkouts on a fresh stack while the Kafka broker is frozen (`make outage`).
+    Outage(OutageArgs),
     /// Redraw the SVG plot from a `results.json`.
     Plot {
         #[arg(long, default_value = ".bench/results.json")]
@@ -134,23 +137,17 @@ async fn run(command: Command, threads: usize) -> Result<()> {
         Command::Run {
             gateway,
             workload,
-            concurrency,
+            load,
             duration,
             max_requests,
-            rate,
             orders,
             seed,
             json,
             answers,
         } => {
-            let api = api(&gateway, concurrency)?;
+            let api = api(&gateway, load.pool())?;
             let ids = Ids::new(workload, orders, seed);
-            let plan = Plan {
-                concurrency,
-                duration: Duration::from_secs(duration),
-                max_requests,
-                rate,
-            };
+            let plan = load.plan(Duration::from_secs(duration), max_requests);
             let record = drive(&api, &ids, plan, Instant::now(), &workload.to_string()).await;
             let report = RunReport::of("-", workload, &record, None);
             print!("{}", report::table(std::slice::from_ref(&report)));
@@ -203,6 +200,8 @@ async fn run(command: Command, threads: usize) -> Result<()> {
             }
         }
         Command::Bench(args) => bench::bench(args, threads).await,
+        Command::Soak(args) => loadgen::soak::soak(args).await,
+        Command::Outage(args) => loadgen::outage::outage(args).await,
         Command::Plot { results, out } => {
             let text = std::fs::read_to_string(&results)
                 .with_context(|| format!("reading {}", results.display()))?;

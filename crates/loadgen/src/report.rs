@@ -4,6 +4,7 @@ use std::fmt::Write;
 
 use serde::{Deserialize, Serialize};
 
+use crate::components::ComponentCpu;
 use crate::populate::Population;
 use crate::run::Record;
 use crate::stats::{self, Quantile, Second, Summary};
@@ -20,6 +21,9 @@ pub const TARGET_P99_MS: f64 = 100.0;
 pub struct RunReport {
     pub protocol: String,
     pub workload: Workload,
+    /// Seconds of load on the stack before this run began: short for a cold run.
+    #[serde(default)]
+    pub warmup_s: u64,
     pub summary: Summary,
     /// A distinct workload that ran out of orders before the duration was up.
     pub exhausted: bool,
@@ -30,6 +34,9 @@ pub struct RunReport {
     /// CPU the load generator itself used, in cores (1.0 = one core busy), to show it was not
     /// the bottleneck.
     pub generator_cores: Option<f64>,
+    /// CPU of each component group over the run (empty when the stack is not ours).
+    #[serde(default)]
+    pub cpu: Vec<ComponentCpu>,
 }
 
 impl RunReport {
@@ -42,6 +49,7 @@ impl RunReport {
         RunReport {
             protocol: protocol.to_owned(),
             workload,
+            warmup_s: 0,
             summary: stats::summarize(record),
             exhausted: record.exhausted,
             series: stats::per_second(record),
@@ -51,7 +59,13 @@ impl RunReport {
                 .cpu_s
                 .filter(|_| record.elapsed_s() > 0.0)
                 .map(|cpu| cpu / record.elapsed_s()),
+            cpu: Vec::new(),
         }
+    }
+
+    /// CPU milliseconds per checkout of all components together.
+    pub fn cpu_total_ms(&self) -> f64 {
+        self.cpu.iter().map(|c| c.ms_per_checkout).sum()
     }
 
     pub fn meets_target(&self) -> bool {
@@ -68,6 +82,9 @@ pub struct BenchConfig {
     pub concurrency: usize,
     pub duration_s: u64,
     pub warmup_s: u64,
+    /// Seconds of load before the cold runs; absent without cold runs.
+    #[serde(default)]
+    pub cold_warmup_s: Option<u64>,
     pub max_requests: Option<u64>,
     /// Checkouts per second of an open loop; absent for a closed loop.
     pub rate: Option<f64>,
@@ -115,9 +132,10 @@ pub fn table(runs: &[RunReport]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<9} {:<9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6} {:>6} {:>6} {:>14}  target",
+        "{:<9} {:<9} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6} {:>6} {:>6} {:>14}  target",
         "protocol",
         "workload",
+        "warm-up",
         "requests",
         "req/s",
         "p50 ms",
@@ -134,9 +152,10 @@ pub fn table(runs: &[RunReport]) -> String {
         let s = &r.summary;
         let _ = writeln!(
             out,
-            "{:<9} {:<9} {:>8} {:>8.0} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>8} {:>6} {:>6} {:>6} {:>14}  {}",
+            "{:<9} {:<9} {:>7} {:>8} {:>8.0} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>8} {:>6} {:>6} {:>6} {:>14}  {}",
             r.protocol,
             r.workload.to_string() + if r.exhausted { "*" } else { "" },
+            format!("{} s", r.warmup_s),
             s.requests,
             s.throughput,
             s.p50_ms,
@@ -176,6 +195,51 @@ pub fn table(runs: &[RunReport]) -> String {
     out
 }
 
+/// The component groups of `runs`, in order of first appearance.
+pub fn cpu_components<'a>(runs: impl IntoIterator<Item = &'a RunReport>) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for c in runs.into_iter().flat_map(|r| &r.cpu) {
+        if !names.contains(&c.component) {
+            names.push(c.component.clone());
+        }
+    }
+    names
+}
+
+/// CPU milliseconds per checkout, one row per run, one column per component group.
+pub fn cpu_table(runs: &[RunReport]) -> String {
+    let runs: Vec<&RunReport> = runs.iter().filter(|r| !r.cpu.is_empty()).collect();
+    let names = cpu_components(runs.iter().copied());
+    let mut out = String::new();
+    if runs.is_empty() {
+        return out;
+    }
+    let _ = write!(
+        out,
+        "CPU ms per checkout\n{:<9} {:<9} {:>7}",
+        "protocol", "workload", "warm-up"
+    );
+    for n in &names {
+        let _ = write!(out, " {n:>10}");
+    }
+    let _ = writeln!(out, " {:>8}", "total");
+    for r in runs {
+        let _ = write!(
+            out,
+            "{:<9} {:<9} {:>7}",
+            r.protocol,
+            r.workload.to_string(),
+            format!("{} s", r.warmup_s)
+        );
+        for n in &names {
+            let ms = r.cpu.iter().find(|c| &c.component == n);
+            let _ = write!(out, " {:>10.3}", ms.map_or(0.0, |c| c.ms_per_checkout));
+        }
+        let _ = writeln!(out, " {:>8.3}", r.cpu_total_ms());
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,6 +248,7 @@ mod tests {
         RunReport {
             protocol: "saga".into(),
             workload: Workload::Distinct,
+            warmup_s: 25,
             summary: Summary {
                 requests: 100,
                 throughput,
@@ -199,6 +264,7 @@ mod tests {
                 ..Verdict::default()
             }),
             generator_cores: None,
+            cpu: Vec::new(),
         }
     }
 
@@ -222,5 +288,32 @@ mod tests {
         );
         assert!(t.contains("met"));
         assert!(t.contains("3 violations"));
+    }
+
+    #[test]
+    fn cpu_table_has_a_column_per_component_and_the_total() {
+        let cpu = |component: &str, ms: f64| ComponentCpu {
+            component: component.into(),
+            cpu_s: ms,
+            ms_per_checkout: ms,
+        };
+        let mut a = run(1600.0, 20.0, 0, 0);
+        a.cpu = vec![cpu("kafka", 0.5), cpu("order-*", 0.25)];
+        let mut b = run(1600.0, 20.0, 0, 0);
+        b.warmup_s = 5;
+        b.cpu = vec![cpu("kafka", 1.0), cpu("gateway", 0.125)];
+        let t = cpu_table(&[a, b, run(1.0, 1.0, 0, 0)]);
+        let lines: Vec<Vec<&str>> = t.lines().map(|l| l.split_whitespace().collect()).collect();
+        assert_eq!(lines.len(), 4, "{t}");
+        assert_eq!(lines[1][3..], ["kafka", "order-*", "gateway", "total"]);
+        assert_eq!(
+            lines[2][2..],
+            ["25", "s", "0.500", "0.250", "0.000", "0.750"]
+        );
+        assert_eq!(
+            lines[3][2..],
+            ["5", "s", "1.000", "0.000", "0.125", "1.125"]
+        );
+        assert_eq!(cpu_table(&[run(1.0, 1.0, 0, 0)]), "");
     }
 }

@@ -21,7 +21,9 @@ pub struct Summary {
     pub max_ms: f64,
     pub ok_2xx: u64,
     pub refused_4xx: u64,
+    /// 503 included.
     pub server_5xx: u64,
+    /// No HTTP answer: connection errors and client timeouts.
     pub transport: u64,
 }
 
@@ -55,17 +57,34 @@ pub struct Quantile {
 /// Percentiles drawn in the plot and stored in the JSON.
 pub const CURVE: [f64; 9] = [0.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.9, 99.99, 100.0];
 
-fn histogram<'a>(samples: impl IntoIterator<Item = &'a Sample>) -> Histogram<u64> {
-    // Auto-resizing, so any latency fits.
-    let mut h = Histogram::new(3).expect("3 significant digits is a valid precision");
+/// An empty, auto-resizing latency histogram (microseconds), so any latency fits.
+pub fn new_histogram() -> Histogram<u64> {
+    Histogram::new(3).expect("3 significant digits is a valid precision")
+}
+
+/// Records one latency; recording resizes the histogram (`saturating_record` would not).
+pub fn record(h: &mut Histogram<u64>, latency_us: u64) {
+    let v = latency_us.max(1);
+    if h.record(v).is_err() {
+        h.saturating_record(v);
+    }
+}
+
+pub fn histogram<'a>(samples: impl IntoIterator<Item = &'a Sample>) -> Histogram<u64> {
+    let mut h = new_histogram();
     for s in samples {
-        let v = s.latency_us.max(1);
-        // Recording resizes the histogram; `saturating_record` would not.
-        if h.record(v).is_err() {
-            h.saturating_record(v);
-        }
+        record(&mut h, s.latency_us);
     }
     h
+}
+
+/// The quantile `q` (0..=1) in milliseconds; 0 for an empty histogram.
+pub fn quantile_ms(h: &Histogram<u64>, q: f64) -> f64 {
+    if h.is_empty() {
+        0.0
+    } else {
+        ms(h.value_at_quantile(q))
+    }
 }
 
 fn ms(us: u64) -> f64 {
@@ -78,13 +97,7 @@ pub fn summarize(record: &Record) -> Summary {
     let elapsed_s = record.elapsed_s();
     let requests = record.samples.len() as u64;
     let empty = h.is_empty();
-    let q = |q: f64| {
-        if empty {
-            0.0
-        } else {
-            ms(h.value_at_quantile(q))
-        }
-    };
+    let q = |q: f64| quantile_ms(&h, q);
     Summary {
         requests,
         elapsed_s,
@@ -100,8 +113,8 @@ pub fn summarize(record: &Record) -> Summary {
         max_ms: if empty { 0.0 } else { ms(h.max()) },
         ok_2xx: count(Class::Ok),
         refused_4xx: count(Class::Refused),
-        server_5xx: count(Class::ServerError),
-        transport: count(Class::Transport),
+        server_5xx: count(Class::ServerError) + count(Class::Unavailable),
+        transport: count(Class::Transport) + count(Class::Timeout),
     }
 }
 
@@ -127,13 +140,7 @@ pub fn per_second(record: &Record) -> Vec<Second> {
                 1_000_000
             };
             let requests = samples.len() as u64;
-            let q = |q: f64| {
-                if h.is_empty() {
-                    0.0
-                } else {
-                    ms(h.value_at_quantile(q))
-                }
-            };
+            let q = |q: f64| quantile_ms(&h, q);
             Second {
                 t: t as u32,
                 requests,
@@ -156,11 +163,7 @@ pub fn curve(record: &Record) -> Vec<Quantile> {
         .iter()
         .map(|&p| Quantile {
             percentile: p,
-            ms: if h.is_empty() {
-                0.0
-            } else {
-                ms(h.value_at_quantile(p / 100.0))
-            },
+            ms: quantile_ms(&h, p / 100.0),
         })
         .collect()
 }
@@ -218,12 +221,14 @@ mod tests {
         r.samples[1].class = Class::ServerError;
         r.samples[2].class = Class::ServerError;
         r.samples[3].class = Class::Transport;
+        r.samples[4].class = Class::Unavailable;
+        r.samples[5].class = Class::Timeout;
         let s = summarize(&r);
         assert_eq!(
             (s.ok_2xx, s.refused_4xx, s.server_5xx, s.transport),
-            (996, 1, 2, 1)
+            (994, 1, 3, 2)
         );
-        assert_eq!(s.errors(), 4);
+        assert_eq!(s.errors(), 6);
     }
 
     #[test]

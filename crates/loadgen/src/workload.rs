@@ -78,13 +78,6 @@ impl Ids {
             }
         }
     }
-
-    /// How many distinct ids were handed out (distinct workload only).
-    pub fn used(&self) -> u64 {
-        self.cursor
-            .load(Ordering::Relaxed)
-            .min(u64::from(self.orders))
-    }
 }
 
 #[derive(Debug)]
@@ -129,7 +122,6 @@ mod tests {
             }
         }
         assert_eq!(seen, (0..100).collect());
-        assert_eq!(ids.used(), 100);
         assert_eq!(a.next_id(), None);
     }
 

@@ -25,14 +25,7 @@ use checkout::Coordinator;
 use checkout::log::TxLog;
 use orders::Orders;
 use prices::Prices;
-
-/// Shared state of the handlers.
-pub struct App {
-    pub deps: Deps,
-    pub orders: Orders,
-    pub prices: Prices,
-    pub coordinator: Arc<Coordinator>,
-}
+use routes::App;
 
 /// Starts the reply router, the broker probe and recovery, and serves HTTP on `listener`
 /// until `shutdown`.

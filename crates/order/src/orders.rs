@@ -204,27 +204,18 @@ pub(crate) fn number(text: &str) -> Result<i64> {
 mod tests {
     use super::*;
 
-    fn reply(items: &[&str]) -> Value {
-        Value::Array(
-            items
-                .iter()
-                .map(|s| Value::BulkString(s.as_bytes().to_vec()))
-                .collect(),
-        )
-    }
-
     #[test]
     fn script_replies_decode_and_unknown_ones_fail() {
         assert_eq!(
-            AddItem::from_redis_value(reply(&["ok", "12"])).unwrap(),
+            AddItem::from_redis_value(common::db::bulk(&["ok", "12"])).unwrap(),
             AddItem::Ok(12)
         );
-        assert!(AddItem::from_redis_value(reply(&["ok", "x"])).is_err());
-        assert!(AddItem::from_redis_value(reply(&["later", ""])).is_err());
+        assert!(AddItem::from_redis_value(common::db::bulk(&["ok", "x"])).is_err());
+        assert!(AddItem::from_redis_value(common::db::bulk(&["later", ""])).is_err());
         assert_eq!(
-            Batch::from_redis_value(reply(&["in_use", "3"])).unwrap(),
+            Batch::from_redis_value(common::db::bulk(&["in_use", "3"])).unwrap(),
             Batch::InUse("3".into())
         );
-        assert!(Batch::from_redis_value(reply(&["what", ""])).is_err());
+        assert!(Batch::from_redis_value(common::db::bulk(&["what", ""])).is_err());
     }
 }

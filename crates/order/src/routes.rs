@@ -11,8 +11,19 @@ use common::input::{self, Amount, Count, Quantity};
 use common::{Error, Noun, Result};
 use serde::Serialize;
 
-use crate::App;
-use crate::orders::{NewOrders, already_paid, overflow};
+use common::service::Deps;
+
+use crate::checkout::Coordinator;
+use crate::orders::{NewOrders, Orders, already_paid, overflow};
+use crate::prices::Prices;
+
+/// Shared state of the handlers.
+pub struct App {
+    pub deps: Deps,
+    pub orders: Orders,
+    pub prices: Prices,
+    pub coordinator: Arc<Coordinator>,
+}
 
 pub fn router(app: Arc<App>) -> Router {
     let routes = Router::new()

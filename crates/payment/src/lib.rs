@@ -6,19 +6,9 @@
 pub mod commands;
 pub mod routes;
 
-use common::ledger::AccountKind;
-use common::protocol::{Participant, PaymentCommand};
+use common::ledger::USERS;
+use common::protocol::PaymentCommand;
 use common::service::ParticipantSpec;
-use common::{Code, Noun};
-
-/// Users: `user:{id}` → `credit`.
-pub const USERS: AccountKind = AccountKind {
-    noun: Noun::User,
-    field: "credit",
-    too_little: Code::InsufficientCredit,
-    waits_for_holds: false,
-    participant: Participant::Payment,
-};
 
 /// The payment service as a participant: run it with [`ParticipantSpec::run`].
 pub const SERVICE: ParticipantSpec<PaymentCommand> = ParticipantSpec {

@@ -1,59 +1,64 @@
 //! The programs a stack runs that this workspace builds: `stack` (the supervisor) and the
-//! services. Tests of other crates call [`crate::Stack::start`] without knowing whether a
-//! release build exists, so missing binaries are built here with cargo; `make test` builds
-//! everything first, which makes this a no-op there.
+//! services. Tests of other crates call [`crate::Stack::start`] without knowing whether the
+//! release binaries exist or are current, so [`ensure`] always runs `cargo build --release`
+//! for them: a test never runs a stale build, and cargo takes a second when nothing changed.
 
 use std::path::PathBuf;
 use std::process::Command;
 
-use crate::component::SERVICES;
+use crate::component::Service;
 use crate::config::StackConfig;
 use crate::{Error, Result};
 
-/// Returns the `stack` binary to run, after building whatever is missing.
+/// Returns the `stack` binary to run, after building the release binaries of this workspace.
+/// Binaries elsewhere (`bin_dir` outside the workspace's `target/release`) must exist already.
 pub fn ensure(cfg: &StackConfig) -> Result<PathBuf> {
     let stack_bin = cfg
         .stack_bin
         .clone()
         .unwrap_or_else(|| cfg.bin_dir.join("stack"));
-    let mut missing = Vec::new();
-    if !stack_bin.is_file() {
-        if cfg.stack_bin.is_some() {
-            return Err(Error::Prerequisite(format!(
-                "{} missing",
-                stack_bin.display()
-            )));
-        }
-        missing.push("stack");
+    let services = Service::ALL.map(Service::as_str);
+    if cfg.bin_dir == cfg.workspace.join("target/release") {
+        build(cfg, &services)?;
     }
-    if cfg.services {
-        missing.extend(SERVICES.iter().filter(|s| !cfg.bin_dir.join(s).is_file()));
-    }
-    if missing.is_empty() {
-        return Ok(stack_bin);
-    }
-    if cfg.bin_dir != cfg.workspace.join("target/release") {
+    let needed: &[&str] = if cfg.services { &services } else { &[] };
+    let missing: Vec<_> = needed
+        .iter()
+        .map(|s| cfg.bin_dir.join(s))
+        .chain([stack_bin.clone()])
+        .filter(|bin| !bin.is_file())
+        .map(|bin| bin.display().to_string())
+        .collect();
+    if !missing.is_empty() {
         return Err(Error::Prerequisite(format!(
-            "{} lacks {}; build them first",
-            cfg.bin_dir.display(),
+            "missing {}; build them first",
             missing.join(", ")
         )));
     }
-    // Under `cargo test` CARGO names the running cargo; its build lock is free while tests run.
+    Ok(stack_bin)
+}
+
+/// `cargo build --release --workspace --bin stack --bin SERVICE..`: always every binary, with
+/// features resolved over the whole workspace as `make build` and `make test` do, so after
+/// them this is a no-op (another package set would build a second variant of every
+/// dependency, minutes on a small machine). Under `cargo test`, `CARGO` names the running
+/// cargo, whose build lock is free while the tests run, so this cannot deadlock.
+fn build(cfg: &StackConfig, services: &[&str]) -> Result<()> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.current_dir(&cfg.workspace).args(["build", "--release"]);
-    for package in &missing {
-        cmd.args(["-p", package]);
+    cmd.current_dir(&cfg.workspace)
+        .args(["build", "--release", "--workspace", "--bin", "stack"]);
+    for service in services {
+        cmd.args(["--bin", service]);
     }
     let status = cmd
         .status()
         .map_err(|e| Error::Prerequisite(format!("cannot run cargo: {e}")))?;
     if !status.success() {
         return Err(Error::Prerequisite(format!(
-            "cargo build of {} failed",
-            missing.join(", ")
+            "cargo build --release of stack, {} failed",
+            services.join(", ")
         )));
     }
-    Ok(stack_bin)
+    Ok(())
 }

@@ -1,22 +1,94 @@
 //! The components of a stack, in start order, and how each one is probed.
 //!
 //! Names are fixed by the contract (DESIGN.md section 3): `order-db`, `stock-db`, `payment-db`,
-//! `kafka`, `order-1`.., `stock-1`.., `payment-1`.., `gateway`.
+//! `kafka`, `order-1`.., `stock-1`.., `payment-1`.., `gateway`, and with `MONITORING=1`
+//! `prometheus`.
 
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 use crate::config::{PortLayout, StackConfig};
 use crate::health::{self, Probe};
+use crate::{Error, Result};
 
-/// The three services; each has its own Redis (`NAME-db`) and replicas (`NAME-i`).
-pub const SERVICES: [&str; 3] = ["order", "stock", "payment"];
+/// The three services; each has its own Redis (`NAME-db`) and replicas (`NAME-i`). Names are
+/// parsed here only, and an unknown one is an error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Service {
+    Order,
+    Stock,
+    Payment,
+}
+
+impl Service {
+    pub const ALL: [Service; 3] = [Service::Order, Service::Stock, Service::Payment];
+
+    /// The name of the service, its binary and its component prefix.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Service::Order => "order",
+            Service::Stock => "stock",
+            Service::Payment => "payment",
+        }
+    }
+
+    /// The port of its Redis.
+    pub fn db_port(self, ports: &PortLayout) -> u16 {
+        match self {
+            Service::Order => ports.order_db,
+            Service::Stock => ports.stock_db,
+            Service::Payment => ports.payment_db,
+        }
+    }
+
+    /// Replica `i` (1-based) listens on `base_port + i`.
+    pub fn base_port(self, ports: &PortLayout) -> u16 {
+        match self {
+            Service::Order => ports.order_base,
+            Service::Stock => ports.stock_base,
+            Service::Payment => ports.payment_base,
+        }
+    }
+
+    /// Its replicas' components: `NAME-1`..`NAME-replicas`.
+    pub fn replicas(self, ports: &PortLayout, replicas: u32) -> impl Iterator<Item = Component> {
+        let base = self.base_port(ports) as u32;
+        (1..=replicas).map(move |i| Component {
+            name: format!("{self}-{i}"),
+            kind: Kind::Service(self),
+            port: (base + i) as u16,
+        })
+    }
+}
+
+impl std::fmt::Display for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Service {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Service::ALL
+            .into_iter()
+            .find(|service| service.as_str() == s)
+            .ok_or_else(|| Error::Config(format!("unknown service {s:?}")))
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
-    Redis,
+    /// The Redis of one service.
+    Redis(Service),
     Kafka,
-    Service,
+    /// A replica of one service.
+    Service(Service),
     Gateway,
+    /// The local Prometheus (`MONITORING=1`).
+    Prometheus,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,19 +97,18 @@ pub struct Component {
     pub kind: Kind,
     /// The port it serves (for Kafka: the broker port).
     pub port: u16,
-    /// For Redis and service replicas: which service (`order`, `stock`, `payment`).
-    pub service: Option<&'static str>,
 }
 
 impl Component {
     /// Ready to serve: Redis answers PING, Kafka lists a broker, a service answers
-    /// `/health/ready` (its Redis and Kafka usable), the gateway answers `/health`.
+    /// `/health/ready` (it can serve its own routes), the gateway answers `/health`.
     pub async fn probe(&self) -> Probe {
         match self.kind {
-            Kind::Redis => health::redis(self.port).await,
+            Kind::Redis(_) => health::redis(self.port).await,
             Kind::Kafka => health::kafka(self.port).await,
-            Kind::Service => health::http_ok(self.port, "/health/ready").await,
+            Kind::Service(_) => health::http_ok(self.port, "/health/ready").await,
             Kind::Gateway => health::http_ok(self.port, "/health").await,
+            Kind::Prometheus => health::http_ok(self.port, "/-/ready").await,
         }
     }
 
@@ -52,8 +123,8 @@ impl Component {
     /// How long a start may take before the supervisor goes on with the next stage anyway.
     pub fn start_timeout(&self) -> Duration {
         match self.kind {
-            Kind::Kafka | Kind::Service => Duration::from_secs(120),
-            Kind::Redis | Kind::Gateway => Duration::from_secs(30),
+            Kind::Kafka | Kind::Service(_) => Duration::from_secs(120),
+            Kind::Redis(_) | Kind::Gateway | Kind::Prometheus => Duration::from_secs(30),
         }
     }
 }
@@ -61,42 +132,22 @@ impl Component {
 /// Start stages: every component of a stage depends only on earlier stages, so the supervisor
 /// starts a stage, waits until it is healthy, then starts the next; it stops them in reverse.
 pub fn stages(cfg: &StackConfig, ports: &PortLayout) -> Vec<Vec<Component>> {
-    let db_port = |s: &str| match s {
-        "order" => ports.order_db,
-        "stock" => ports.stock_db,
-        _ => ports.payment_db,
-    };
-    let base = |s: &str| match s {
-        "order" => ports.order_base,
-        "stock" => ports.stock_base,
-        _ => ports.payment_base,
-    };
-    let redis = SERVICES
-        .iter()
-        .map(|&s| Component {
+    let redis = Service::ALL
+        .map(|s| Component {
             name: format!("{s}-db"),
-            kind: Kind::Redis,
-            port: db_port(s),
-            service: Some(s),
+            kind: Kind::Redis(s),
+            port: s.db_port(ports),
         })
-        .collect();
+        .to_vec();
     let kafka = vec![Component {
         name: "kafka".into(),
         kind: Kind::Kafka,
         port: ports.kafka,
-        service: None,
     }];
     let services: Vec<_> = if cfg.services {
-        SERVICES
-            .iter()
-            .flat_map(|&s| {
-                (1..=cfg.replicas).map(move |i| Component {
-                    name: format!("{s}-{i}"),
-                    kind: Kind::Service,
-                    port: (base(s) as u32 + i) as u16,
-                    service: Some(s),
-                })
-            })
+        Service::ALL
+            .into_iter()
+            .flat_map(|s| s.replicas(ports, cfg.replicas))
             .collect()
     } else {
         Vec::new()
@@ -105,9 +156,14 @@ pub fn stages(cfg: &StackConfig, ports: &PortLayout) -> Vec<Vec<Component>> {
         name: "gateway".into(),
         kind: Kind::Gateway,
         port: ports.gateway,
-        service: None,
     }];
-    [redis, kafka, services, gateway]
+    let prometheus = Component {
+        name: "prometheus".into(),
+        kind: Kind::Prometheus,
+        port: ports.prometheus,
+    };
+    let monitoring: Vec<_> = cfg.monitoring.then_some(prometheus).into_iter().collect();
+    [redis, kafka, services, gateway, monitoring]
         .into_iter()
         .filter(|stage: &Vec<Component>| !stage.is_empty())
         .collect()
@@ -144,6 +200,22 @@ mod tests {
         ];
         let expected: Vec<_> = expected.iter().map(|(n, p)| (n.to_string(), *p)).collect();
         assert_eq!(names, expected);
+    }
+
+    #[test]
+    fn service_names_parse_in_one_place() {
+        for s in Service::ALL {
+            assert_eq!(s.as_str().parse::<Service>().unwrap(), s);
+        }
+        assert!("Order".parse::<Service>().is_err());
+        assert!("gateway".parse::<Service>().is_err());
+    }
+
+    #[test]
+    fn monitoring_adds_prometheus_last() {
+        let cfg = StackConfig::for_tests("c").with_monitoring();
+        let last = all(&cfg, &PortLayout::default()).pop().unwrap();
+        assert_eq!((last.name.as_str(), last.port), ("prometheus", 9090));
     }
 
     #[test]

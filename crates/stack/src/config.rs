@@ -8,7 +8,35 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::component::Service;
 use crate::{Error, Result};
+
+/// Service settings that `make up` passes from its own environment to the services, when set
+/// (unset: the services' own defaults apply), and the one service each is for (None: all).
+pub const SERVICE_KNOBS: [(&str, Option<Service>); 4] = [
+    // Seconds a finished checkout's records live (services' default: 600).
+    ("STATE_RETENTION_S", None),
+    // Checkouts one order replica runs at once before it answers 503 (default: 512).
+    ("MAX_INFLIGHT_CHECKOUTS", Some(Service::Order)),
+    // Bearer token `batch_init` requires (default: none, open).
+    ("ADMIN_TOKEN", None),
+    // Where traces go over OTLP (default: nowhere).
+    ("OTEL_EXPORTER_OTLP_ENDPOINT", None),
+];
+
+/// Whether the knob `key` of [`SERVICE_KNOBS`] is for `service`.
+pub fn knob_applies(key: &str, service: Service) -> bool {
+    SERVICE_KNOBS
+        .iter()
+        .any(|(k, only)| *k == key && only.is_none_or(|s| s == service))
+}
+
+/// `maxmemory` of each Redis unless `REDIS_MAXMEMORY` says otherwise.
+pub const DEFAULT_REDIS_MAXMEMORY: &str = "1gb";
+
+fn default_redis_maxmemory() -> String {
+    DEFAULT_REDIS_MAXMEMORY.into()
+}
 
 /// The checkout protocol the services run; passed to them as `CHECKOUT_PROTOCOL`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -54,6 +82,13 @@ pub struct PortLayout {
     pub order_base: u16,
     pub stock_base: u16,
     pub payment_base: u16,
+    /// The local Prometheus of `MONITORING=1`.
+    #[serde(default = "default_prometheus_port")]
+    pub prometheus: u16,
+}
+
+fn default_prometheus_port() -> u16 {
+    9090
 }
 
 impl Default for PortLayout {
@@ -69,6 +104,7 @@ impl Default for PortLayout {
             order_base: 8100,
             stock_base: 8200,
             payment_base: 8300,
+            prometheus: default_prometheus_port(),
         }
     }
 }
@@ -86,7 +122,7 @@ pub const SLOT_MAX_REPLICAS: u32 = 29;
 
 impl PortLayout {
     /// The layout of test slot `slot`: gateway at +0, Redis at +1..+3, Kafka at +4/+5,
-    /// order replicas at +11.., stock at +41.., payment at +71...
+    /// Prometheus at +6, order replicas at +11.., stock at +41.., payment at +71...
     pub fn slot(slot: u16) -> Self {
         let b = SLOT_FIRST_PORT + slot * SLOT_WIDTH;
         PortLayout {
@@ -99,6 +135,7 @@ impl PortLayout {
             order_base: b + 10,
             stock_base: b + 40,
             payment_base: b + 70,
+            prometheus: b + 6,
         }
     }
 }
@@ -130,12 +167,22 @@ pub struct StackConfig {
     pub ports: Ports,
     /// Run the services (false: only Redis, Kafka and the gateway, for testing the runner).
     pub services: bool,
+    /// Also run a Prometheus that scrapes every service replica (`MONITORING=1`).
+    #[serde(default)]
+    pub monitoring: bool,
     /// Passed to the services as `KAFKA_PARTITIONS` when set.
     pub kafka_partitions: Option<u32>,
     /// `RUST_LOG` for the services.
     pub rust_log: String,
-    /// Extra environment for the services (tests use it for tuning knobs).
+    /// Extra environment for every service (tests use it for tuning knobs); applied last.
     pub service_env: Vec<(String, String)>,
+    /// The [`SERVICE_KNOBS`] set in the environment of `make up`, each for its services.
+    #[serde(default)]
+    pub service_knobs: Vec<(String, String)>,
+    /// `maxmemory` of each Redis in Redis's units (`1gb`, `512mb`); writes beyond it are
+    /// refused (`noeviction`), never silently evicted.
+    #[serde(default = "default_redis_maxmemory")]
+    pub redis_maxmemory: String,
     /// The `stack` binary that runs the supervisor; default `bin_dir/stack`. The stack crate's
     /// own tests point it at `CARGO_BIN_EXE_stack`.
     #[serde(default)]
@@ -152,7 +199,8 @@ impl StackConfig {
     }
 
     /// The `make up` stack: `.stack/` in the workspace, fixed ports, knobs from the environment
-    /// (`REPLICAS`, `CHECKOUT_PROTOCOL`, `GATEWAY_PORT`, `KAFKA_PARTITIONS`, `RUST_LOG`).
+    /// (`REPLICAS`, `CHECKOUT_PROTOCOL`, `GATEWAY_PORT`, `KAFKA_PARTITIONS`, `RUST_LOG`,
+    /// `REDIS_MAXMEMORY`, and the [`SERVICE_KNOBS`]).
     pub fn from_env() -> Result<Self> {
         let workspace = Self::default_workspace();
         let mut ports = PortLayout::default();
@@ -171,9 +219,15 @@ impl StackConfig {
             protocol,
             ports: Ports::Fixed(ports),
             services: true,
+            monitoring: env_flag("MONITORING")?,
             kafka_partitions: env_parse("KAFKA_PARTITIONS")?,
             rust_log: std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
             service_env: Vec::new(),
+            service_knobs: SERVICE_KNOBS
+                .iter()
+                .filter_map(|(key, _)| Some((key.to_string(), env_text(key)?)))
+                .collect(),
+            redis_maxmemory: env_text("REDIS_MAXMEMORY").unwrap_or_else(default_redis_maxmemory),
             stack_bin: None,
             ephemeral: false,
         };
@@ -200,9 +254,12 @@ impl StackConfig {
             protocol: Protocol::Saga,
             ports: Ports::Auto,
             services: true,
+            monitoring: false,
             kafka_partitions: None,
             rust_log: std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
             service_env: Vec::new(),
+            service_knobs: Vec::new(),
+            redis_maxmemory: default_redis_maxmemory(),
             stack_bin: None,
             ephemeral: true,
         }
@@ -230,6 +287,12 @@ impl StackConfig {
         self
     }
 
+    /// Also run the local Prometheus (as `MONITORING=1` does for `make up`).
+    pub fn with_monitoring(mut self) -> Self {
+        self.monitoring = true;
+        self
+    }
+
     pub fn with_service_env(mut self, key: &str, value: &str) -> Self {
         self.service_env.push((key.into(), value.into()));
         self
@@ -244,6 +307,19 @@ impl StackConfig {
             return Err(Error::Config(format!(
                 "REPLICAS must be within 1..={max}, got {}",
                 self.replicas
+            )));
+        }
+        let memory = self.redis_maxmemory.to_ascii_lowercase();
+        let digits = memory.trim_end_matches(['b', 'k', 'm', 'g']);
+        let unit = &memory[digits.len()..];
+        let units = ["", "b", "k", "kb", "m", "mb", "g", "gb"];
+        if digits.is_empty()
+            || !digits.bytes().all(|b| b.is_ascii_digit())
+            || !units.contains(&unit)
+        {
+            return Err(Error::Config(format!(
+                "REDIS_MAXMEMORY must be a size such as 1gb or 512mb, got {:?}",
+                self.redis_maxmemory
             )));
         }
         Ok(())
@@ -281,6 +357,25 @@ impl StackConfig {
     }
 }
 
+/// The trimmed value of `key`, if set and not blank.
+fn env_text(key: &str) -> Option<String> {
+    let value = std::env::var(key).ok()?;
+    let value = value.trim();
+    (!value.is_empty()).then(|| value.to_string())
+}
+
+/// A boolean knob: unset, empty, `0`, `false`, `no` or `off` are false; `1`, `true`, `yes`, `on`
+/// are true; anything else is an error.
+fn env_flag(key: &str) -> Result<bool> {
+    match env_text(key).map(|v| v.to_ascii_lowercase()).as_deref() {
+        None | Some("0" | "false" | "no" | "off") => Ok(false),
+        Some("1" | "true" | "yes" | "on") => Ok(true),
+        Some(other) => Err(Error::Config(format!(
+            "{key} must be 1 or 0, got {other:?}"
+        ))),
+    }
+}
+
 fn env_parse<T: std::str::FromStr>(key: &str) -> Result<Option<T>> {
     match std::env::var(key) {
         Ok(v) if !v.trim().is_empty() => v
@@ -308,9 +403,34 @@ mod tests {
     fn protocol_round_trips() {
         assert_eq!("2pc".parse::<Protocol>().unwrap(), Protocol::TwoPc);
         assert_eq!(" SAGA ".parse::<Protocol>().unwrap(), Protocol::Saga);
-        assert!("3pc".parse::<Protocol>().is_err());
+        // Exactly what the services accept: trimmed, any case, `saga` or `2pc`.
+        for bad in ["3pc", "twopc", "", "sagas"] {
+            let err = bad.parse::<Protocol>().unwrap_err().to_string();
+            assert!(err.contains("saga or 2pc"), "{err}");
+        }
         let json = serde_json::to_string(&Protocol::TwoPc).unwrap();
         assert_eq!(json, "\"2pc\"");
+    }
+
+    #[test]
+    fn knobs_reach_their_services() {
+        assert!(knob_applies("STATE_RETENTION_S", Service::Payment));
+        assert!(knob_applies("MAX_INFLIGHT_CHECKOUTS", Service::Order));
+        assert!(!knob_applies("MAX_INFLIGHT_CHECKOUTS", Service::Stock));
+        assert!(!knob_applies("HTTP_ADDR", Service::Order));
+    }
+
+    #[test]
+    fn redis_maxmemory_is_a_size() {
+        let mut c = StackConfig::for_tests("m");
+        for good in ["1gb", "512MB", "1073741824", "100k"] {
+            c.redis_maxmemory = good.into();
+            c.validate().unwrap();
+        }
+        for bad in ["", "gb", "1tb", "1.5gb", "-1"] {
+            c.redis_maxmemory = bad.into();
+            assert!(c.validate().is_err(), "{bad:?} accepted");
+        }
     }
 
     #[test]

@@ -14,11 +14,11 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use tokio::task::JoinSet;
 
-use crate::component::{self, Component, Kind};
+use crate::component::{self, Component, Kind, Service};
 use crate::config::{PortLayout, StackConfig};
 use crate::health::Probe;
 use crate::supervisor::State;
-use crate::{Error, Result, binaries, locks, procs};
+use crate::{Error, Result, binaries, files, locks, procs};
 
 /// How long [`Stack::start`] waits: a cold start resolves Kafka with Maven first.
 pub const START_TIMEOUT: Duration = Duration::from_secs(300);
@@ -67,26 +67,21 @@ impl Stack {
             return Err(Error::AlreadyRunning(config.root.clone()));
         }
         let stack_bin = binaries::ensure(&config)?;
-        std::fs::create_dir_all(config.logs_dir()).map_err(|e| Error::io(&config.logs_dir(), e))?;
+        files::create_dir(&config.logs_dir())?;
         let launch_file = config.root.join("launch.json");
         let json = serde_json::to_vec_pretty(&config).expect("config serializes");
-        std::fs::write(&launch_file, json).map_err(|e| Error::io(&launch_file, e))?;
+        files::write(&launch_file, json)?;
         let _ = std::fs::remove_file(config.state_file());
 
         let log_path = config.log_file("supervisor");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(|e| Error::io(&log_path, e))?;
-        let log_err = log.try_clone().map_err(|e| Error::io(&log_path, e))?;
+        let (log, log_err) = files::append_log(&log_path)?;
         let mut cmd = Command::new(&stack_bin);
         cmd.arg("supervise")
             .arg("--config")
             .arg(&launch_file)
             .current_dir(&config.root)
-            .stdout(Stdio::from(log))
-            .stderr(Stdio::from(log_err));
+            .stdout(log)
+            .stderr(log_err);
         if detach {
             // The supervisor calls setsid() itself (a group leader could not).
             cmd.arg("--detach").stdin(Stdio::null());
@@ -168,24 +163,21 @@ impl Stack {
     /// Base URL of one replica, bypassing the gateway, e.g. `service_url("order-1")`.
     pub fn service_url(&self, replica: &str) -> Option<String> {
         self.component(replica)
-            .filter(|c| c.kind == Kind::Service)
+            .filter(|c| matches!(c.kind, Kind::Service(_)))
             .map(|c| format!("http://127.0.0.1:{}", c.port))
     }
 
     /// `redis://` URL of a service's own Redis: `redis_url("order")` or `redis_url("order-db")`.
     pub fn redis_url(&self, service: &str) -> Option<String> {
-        let name = if service.ends_with("-db") {
-            service.to_string()
-        } else {
-            format!("{service}-db")
-        };
-        self.component(&name)
-            .map(|c| format!("redis://127.0.0.1:{}", c.port))
-    }
-
-    /// The `KAFKA_BROKERS` value the services get.
-    pub fn kafka_brokers(&self) -> String {
-        format!("127.0.0.1:{}", self.ports().kafka)
+        let service: Service = service
+            .strip_suffix("-db")
+            .unwrap_or(service)
+            .parse()
+            .ok()?;
+        Some(format!(
+            "redis://127.0.0.1:{}",
+            service.db_port(&self.ports())
+        ))
     }
 
     /// Component names in start order.
@@ -234,14 +226,6 @@ impl Stack {
                 }
                 _ => tokio::time::sleep(Duration::from_millis(50)).await,
             }
-        }
-    }
-
-    /// Probes one component now.
-    pub async fn probe(&self, name: &str) -> Probe {
-        match self.component(name) {
-            Some(c) => c.probe().await,
-            None => Err(format!("unknown component {name:?}")),
         }
     }
 

@@ -1,6 +1,11 @@
-//! Prerequisites: the Debian packages the stack runs (Redis, nginx, a JVM, Maven) and the
-//! Kafka jars. Everything is checked first and installed only when missing, so a warm start
-//! costs a few `stat` calls and CI on a fresh Debian 12 machine installs what it needs.
+//! Prerequisites: the Debian packages the stack and its tests run and the Kafka jars.
+//! Everything is checked first and installed only when missing, so a warm start costs a few
+//! `stat` calls and CI on a fresh Debian 12 machine installs what it needs.
+//!
+//! The packages, all installed whatever the configuration (tests need every one of them):
+//! `redis-server`, `nginx-light`, `openjdk-17-jre-headless` and `maven` (Kafka) run the stack;
+//! `prometheus` runs the local Prometheus of `MONITORING=1`, and its `promtool` checks the
+//! alert rules (`make deploy-check`); `chromium` drives the console in headless tests.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -31,6 +36,18 @@ const REQUIREMENTS: &[Requirement] = &[
         program: "mvn",
         package: "maven",
     },
+    Requirement {
+        program: "prometheus",
+        package: "prometheus",
+    },
+    Requirement {
+        program: "promtool",
+        package: "prometheus",
+    },
+    Requirement {
+        program: "chromium",
+        package: "chromium",
+    },
 ];
 
 /// Finds `name` on PATH or in the sbin dirs (Debian's nginx lives in /usr/sbin, which the PATH
@@ -49,13 +66,15 @@ fn is_executable(path: &Path) -> bool {
         .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-/// The Debian packages still missing.
+/// The Debian packages still missing, each once.
 pub fn missing_packages() -> Vec<&'static str> {
-    REQUIREMENTS
+    let mut missing: Vec<_> = REQUIREMENTS
         .iter()
         .filter(|r| find_program(r.program).is_none())
         .map(|r| r.package)
-        .collect()
+        .collect();
+    missing.dedup();
+    missing
 }
 
 /// Installs missing packages with apt-get (one `apt-get update` first) and resolves the Kafka
@@ -83,6 +102,8 @@ pub fn ensure(cfg: &StackConfig) -> Result<Vec<String>> {
 
 fn apt(args: &[&str]) -> Result<()> {
     let status = Command::new("apt-get")
+        // Stacks that start at once (parallel test binaries) wait for each other's install.
+        .args(["-o", "DPkg::Lock::Timeout=600"])
         .args(args)
         .env("DEBIAN_FRONTEND", "noninteractive")
         // Debian starts a package's system service on install; we run our own instances and

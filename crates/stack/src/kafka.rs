@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::config::{PortLayout, StackConfig};
-use crate::{Error, Result};
+use crate::{Error, Result, files};
 
 /// Main class of the broker.
 pub const MAIN_CLASS: &str = "kafka.Kafka";
@@ -26,7 +26,7 @@ pub fn classpath(cfg: &StackConfig) -> Result<String> {
     // starting at once never read a half-written classpath.
     let tmp = file.with_extension(format!("tmp{}", std::process::id()));
     if let Some(dir) = file.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        files::create_dir(dir)?;
     }
     let out = Command::new("mvn")
         .args(["-B", "-q", "-f"])
@@ -118,6 +118,15 @@ transaction.state.log.num.partitions=16
 share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
+# Bounded disk (see docs/deployment.md): records live 1 hour, longer than any
+# step record in the services' Redis (STATE_RETENTION_S), so no command is redelivered after
+# its step record is gone. Retention deletes whole closed segments, hence small segments,
+# checked every minute. Committed offsets outlive the records: a group that lost its offsets
+# would restart from the earliest record and replay everything still in the log.
+log.retention.ms=3600000
+log.segment.bytes=16777216
+log.retention.check.interval.ms=60000
+offsets.retention.minutes=1440
 # A restarted (SIGKILLed) node waits for its previous broker session to expire before it is
 # unfenced; with the default 9 s session that is most of a restart. Loopback heartbeats are
 # cheap, so a short session brings Kafka back within seconds.
@@ -167,11 +176,11 @@ pub fn prepare(
 ) -> Result<(PathBuf, PathBuf)> {
     let home = cfg.data_dir().join("kafka");
     let log_dir = home.join("log");
-    std::fs::create_dir_all(&log_dir).map_err(|e| Error::io(&log_dir, e))?;
+    files::create_dir(&log_dir)?;
     let props = home.join("server.properties");
-    std::fs::write(&props, server_properties(ports, &log_dir)).map_err(|e| Error::io(&props, e))?;
+    files::write(&props, server_properties(ports, &log_dir))?;
     let log4j = home.join("log4j2.xml");
-    std::fs::write(&log4j, LOG4J2_XML).map_err(|e| Error::io(&log4j, e))?;
+    files::write(&log4j, LOG4J2_XML)?;
     if !log_dir.join("meta.properties").exists() {
         let out = Command::new("java")
             .arg(format!("-Dlog4j2.configurationFile={}", log4j.display()))
@@ -243,5 +252,8 @@ mod tests {
         assert!(p.contains("listeners=PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093"));
         assert!(p.contains("controller.quorum.voters=1@127.0.0.1:9093"));
         assert!(p.contains("log.dirs=/x/log"));
+        // Retention bounds the disk, and offsets outlive the records they point into.
+        assert!(p.contains("log.retention.ms=3600000\n"));
+        assert!(p.contains("offsets.retention.minutes=1440\n"));
     }
 }

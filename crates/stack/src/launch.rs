@@ -4,15 +4,14 @@
 //! storage, render nginx.conf); [`Launcher::spawn`] is then cheap, so the watchdog can restart
 //! a component within milliseconds of its death.
 
-use std::fs::OpenOptions;
 use std::path::PathBuf;
 use std::process::Stdio;
 
 use tokio::process::{Child, Command};
 
-use crate::component::{Component, Kind};
-use crate::config::{PortLayout, StackConfig};
-use crate::{Error, Result, install, kafka, nginx};
+use crate::component::{Component, Kind, Service};
+use crate::config::{self, PortLayout, StackConfig};
+use crate::{Error, Result, files, install, kafka, nginx, procs, prometheus};
 
 pub struct Launcher {
     cfg: StackConfig,
@@ -25,6 +24,8 @@ pub struct Launcher {
     kafka_log4j: PathBuf,
     nginx_prefix: PathBuf,
     nginx_conf: PathBuf,
+    /// The `prometheus` binary and its config, with `MONITORING=1`.
+    prometheus: Option<(PathBuf, PathBuf)>,
 }
 
 impl Launcher {
@@ -39,8 +40,8 @@ impl Launcher {
         let nginx = nginx::binary().ok_or_else(|| Error::Prerequisite("nginx not found".into()))?;
         let java = need("java")?;
         if cfg.services {
-            for s in crate::component::SERVICES {
-                let bin = cfg.bin_dir.join(s);
+            for s in Service::ALL {
+                let bin = cfg.bin_dir.join(s.as_str());
                 if !bin.is_file() {
                     return Err(Error::Prerequisite(format!(
                         "service binary {} missing",
@@ -51,7 +52,14 @@ impl Launcher {
         }
         let kafka_classpath = kafka::classpath(cfg)?;
         let (kafka_props, kafka_log4j) = kafka::prepare(cfg, ports, &kafka_classpath)?;
-        let (nginx_prefix, nginx_conf) = nginx::prepare(cfg, ports)?;
+        // Every component inherits the raised limit (nginx's workers, Redis's clients).
+        let nofile = procs::raise_nofile_limit();
+        let (nginx_prefix, nginx_conf) = nginx::prepare(cfg, ports, nofile)?;
+        let prometheus = if cfg.monitoring {
+            Some((need("prometheus")?, prometheus::prepare(cfg, ports)?))
+        } else {
+            None
+        };
         Ok(Launcher {
             cfg: cfg.clone(),
             ports: *ports,
@@ -63,25 +71,20 @@ impl Launcher {
             kafka_log4j,
             nginx_prefix,
             nginx_conf,
+            prometheus,
         })
     }
 
     /// Starts `c` in its own process group, cwd = its data dir, output appended to its log.
     pub fn spawn(&self, c: &Component) -> Result<Child> {
         let data = self.cfg.data_dir().join(&c.name);
-        std::fs::create_dir_all(&data).map_err(|e| Error::io(&data, e))?;
-        let log_path = self.cfg.log_file(&c.name);
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(|e| Error::io(&log_path, e))?;
-        let log_err = log.try_clone().map_err(|e| Error::io(&log_path, e))?;
+        files::create_dir(&data)?;
+        let (log, log_err) = files::append_log(&self.cfg.log_file(&c.name))?;
         let mut cmd = self.command(c, &data);
         cmd.current_dir(&data)
             .stdin(Stdio::null())
-            .stdout(Stdio::from(log))
-            .stderr(Stdio::from(log_err))
+            .stdout(log)
+            .stderr(log_err)
             .process_group(0)
             .kill_on_drop(false);
         cmd.spawn().map_err(|e| Error::Spawn {
@@ -99,7 +102,7 @@ impl Launcher {
 
     fn command(&self, c: &Component, data: &std::path::Path) -> Command {
         match c.kind {
-            Kind::Redis => {
+            Kind::Redis(_) => {
                 let mut cmd = Command::new(&self.redis_server);
                 cmd.args(["--bind", "127.0.0.1", "--port", &c.port.to_string()])
                     .arg("--dir")
@@ -107,6 +110,14 @@ impl Launcher {
                     // Durability contract: a 2xx is sent only after its write is on disk, so
                     // every write is fsynced (everysec could lose the last second on a crash).
                     .args(["--appendonly", "yes", "--appendfsync", "always"])
+                    // Bounded state: a write beyond maxmemory is refused (the service answers
+                    // 503), never answered by evicting data. The AOF is rewritten once it has
+                    // doubled since the last rewrite (and is at least 64 MB), so on disk it
+                    // stays within about twice the live data.
+                    .args(["--maxmemory", &self.cfg.redis_maxmemory])
+                    .args(["--maxmemory-policy", "noeviction"])
+                    .args(["--auto-aof-rewrite-percentage", "100"])
+                    .args(["--auto-aof-rewrite-min-size", "64mb"])
                     .args(["--save", "", "--daemonize", "no", "--protected-mode", "no"])
                     .args(["--logfile", "", "--always-show-logo", "no"]);
                 cmd
@@ -124,14 +135,9 @@ impl Launcher {
                     .arg(&self.kafka_props);
                 cmd
             }
-            Kind::Service => {
-                let service = c.service.unwrap_or_default();
-                let db_port = match service {
-                    "order" => self.ports.order_db,
-                    "stock" => self.ports.stock_db,
-                    _ => self.ports.payment_db,
-                };
-                let mut cmd = Command::new(self.cfg.bin_dir.join(service));
+            Kind::Service(service) => {
+                let db_port = service.db_port(&self.ports);
+                let mut cmd = Command::new(self.cfg.bin_dir.join(service.as_str()));
                 cmd.env("HTTP_ADDR", format!("127.0.0.1:{}", c.port))
                     .env("REDIS_URL", format!("redis://127.0.0.1:{db_port}"))
                     .env("KAFKA_BROKERS", format!("127.0.0.1:{}", self.ports.kafka))
@@ -141,6 +147,12 @@ impl Launcher {
                 if let Some(p) = self.cfg.kafka_partitions {
                     cmd.env("KAFKA_PARTITIONS", p.to_string());
                 }
+                let knobs = self.cfg.service_knobs.iter();
+                cmd.envs(
+                    knobs
+                        .filter(|(k, _)| config::knob_applies(k, service))
+                        .map(|(k, v)| (k, v)),
+                );
                 cmd.envs(self.cfg.service_env.iter().map(|(k, v)| (k, v)));
                 cmd
             }
@@ -151,6 +163,13 @@ impl Launcher {
                     .arg("-c")
                     .arg(&self.nginx_conf)
                     .args(["-e", "stderr", "-g", "daemon off;"]);
+                cmd
+            }
+            Kind::Prometheus => {
+                // Only a monitored stack has this component, and then prepare found both.
+                let (program, conf) = self.prometheus.as_ref().expect("monitoring prepared");
+                let mut cmd = Command::new(program);
+                cmd.args(prometheus::args(conf, data, c.port));
                 cmd
             }
         }

@@ -7,12 +7,14 @@
 //! - [`component`] — the components (`order-db`.., `kafka`, `order-1`.., `gateway`), their
 //!   start stages and health probes; [`health`]: the probes themselves (raw Redis, Kafka and
 //!   HTTP requests).
-//! - [`launch`] — how each process is started; [`kafka`], [`nginx`]: their generated configs;
-//!   [`install`]: Debian packages and the Kafka jars (Maven), installed when missing.
+//! - [`launch`] — how each process is started; [`kafka`], [`nginx`], [`prometheus`]: their
+//!   generated configs; [`install`]: Debian packages and the Kafka jars (Maven), installed
+//!   when missing.
 //! - [`supervisor`] — the `stack supervise` process: starts stages in order, restarts any
 //!   component that dies (the watchdog), stops everything in reverse order.
 //! - [`Stack`] ([`handle`]): launches a supervisor and talks to a running stack: URLs, pids,
-//!   `kill`, `wait_healthy`, `stop`. [`locks`] keeps stacks apart (root dir, port slot).
+//!   `kill`, `wait_healthy`, `stop`. [`locks`] keeps stacks apart (root dir, port slot);
+//!   [`files`] writes what they share on disk.
 //!
 //! Layout of a root (`.stack/` for `make up`, `target/stack-tests/NAME-PID/` for tests):
 //! `pids/NAME.pid`, `logs/NAME.log` (appended; `logs/supervisor.log` tells what the watchdog
@@ -21,7 +23,7 @@
 //!
 //! Ports of `make up`: gateway `GATEWAY_PORT` (8000), Redis 6380/6381/6382 (order, stock,
 //! payment), Kafka 9092 (controller 9093), replica `i` of order/stock/payment on 8100+i,
-//! 8200+i, 8300+i. Test stacks ([`Ports::Auto`]) take a free block of 100 ports from 20000
+//! 8200+i, 8300+i, Prometheus (`MONITORING=1`) 9090. Test stacks ([`Ports::Auto`]) take a free block of 100 ports from 20000
 //! on ([`PortLayout::slot`]), locked for the supervisor's lifetime, so any number of stacks
 //! (tests, benchmarks, `make up`) run side by side.
 //!
@@ -56,6 +58,7 @@
 pub mod binaries;
 pub mod component;
 pub mod config;
+pub mod files;
 pub mod handle;
 pub mod health;
 pub mod install;
@@ -64,6 +67,7 @@ pub mod launch;
 pub mod locks;
 pub mod nginx;
 pub mod procs;
+pub mod prometheus;
 pub mod supervisor;
 
 use std::path::{Path, PathBuf};

@@ -76,7 +76,7 @@ pub fn resolve_ports(cfg: &StackConfig) -> Result<(PortLayout, Option<Lock>)> {
         }
         Ports::Auto => {
             let dir = std::env::temp_dir().join("webshop-stack-slots");
-            std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+            crate::files::create_dir(&dir)?;
             let start = (std::process::id() % SLOT_COUNT as u32) as u16;
             for i in 0..SLOT_COUNT {
                 let slot = (start + i) % SLOT_COUNT;

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::config::{PortLayout, StackConfig};
-use crate::{Error, Result};
+use crate::{Result, files};
 
 pub const TEMPLATE: &str = include_str!("../../../deploy/nginx/nginx.conf.template");
 
@@ -22,9 +22,16 @@ fn servers(base: u16, replicas: u32) -> String {
         .join("\n")
 }
 
-pub fn render(prefix: &Path, ports: &PortLayout, replicas: u32) -> String {
+/// Most connections one worker handles (clients and upstreams together).
+const MAX_WORKER_CONNECTIONS: u64 = 16_384;
+
+/// The config for `nofile` descriptors per process (see [`crate::procs::raise_nofile_limit`]).
+pub fn render(prefix: &Path, ports: &PortLayout, replicas: u32, nofile: u64) -> String {
+    let worker_connections = (nofile / 2).clamp(512, MAX_WORKER_CONNECTIONS);
     TEMPLATE
         .replace("{{PREFIX}}", &prefix.display().to_string())
+        .replace("{{NOFILE}}", &nofile.to_string())
+        .replace("{{WORKER_CONNECTIONS}}", &worker_connections.to_string())
         .replace("{{GATEWAY_PORT}}", &ports.gateway.to_string())
         .replace("{{ORDER_SERVERS}}", &servers(ports.order_base, replicas))
         .replace("{{STOCK_SERVERS}}", &servers(ports.stock_base, replicas))
@@ -34,13 +41,12 @@ pub fn render(prefix: &Path, ports: &PortLayout, replicas: u32) -> String {
         )
 }
 
-/// Writes the config and creates the temp dirs; returns the prefix dir and config path.
-pub fn prepare(cfg: &StackConfig, ports: &PortLayout) -> Result<(PathBuf, PathBuf)> {
-    let prefix = cfg.data_dir().join("gateway");
-    std::fs::create_dir_all(&prefix).map_err(|e| Error::io(&prefix, e))?;
-    let prefix = prefix.canonicalize().map_err(|e| Error::io(&prefix, e))?;
+/// Writes the config for `nofile` descriptors per process; returns the prefix dir and config path.
+pub fn prepare(cfg: &StackConfig, ports: &PortLayout, nofile: u64) -> Result<(PathBuf, PathBuf)> {
+    let prefix = files::absolute_dir(&cfg.data_dir().join("gateway"))?;
     let conf = prefix.join("nginx.conf");
-    std::fs::write(&conf, render(&prefix, ports, cfg.replicas)).map_err(|e| Error::io(&conf, e))?;
+    let text = render(&prefix, ports, cfg.replicas, nofile);
+    files::write(&conf, text)?;
     Ok((prefix, conf))
 }
 
@@ -55,8 +61,10 @@ mod tests {
 
     #[test]
     fn render_fills_every_placeholder() {
-        let conf = render(Path::new("/p"), &PortLayout::default(), 2);
+        let conf = render(Path::new("/p"), &PortLayout::default(), 2, 65_536);
         assert!(!conf.contains("{{"), "unfilled placeholder in:\n{conf}");
+        assert!(conf.contains("worker_rlimit_nofile 65536;"));
+        assert!(conf.contains("worker_connections 16384;"));
         assert!(conf.contains("listen 127.0.0.1:8000"));
         assert!(conf.contains("server 127.0.0.1:8101 "));
         assert!(conf.contains("server 127.0.0.1:8102 "));

@@ -17,9 +17,7 @@ use crate::{Error, Result};
 
 /// Writes `pid` atomically (rename), so readers never see a half-written file.
 pub fn write_pid(path: &Path, pid: u32) -> Result<()> {
-    let tmp = path.with_extension("pid.tmp");
-    std::fs::write(&tmp, format!("{pid}\n")).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    crate::files::write_atomic(path, format!("{pid}\n"))
 }
 
 pub fn read_pid(path: &Path) -> Option<u32> {
@@ -112,6 +110,20 @@ pub async fn terminate(pid: u32, grace: Duration) -> Result<()> {
         wait_gone(pid, Duration::from_secs(5)).await;
     }
     Ok(())
+}
+
+/// Raises this process's soft `RLIMIT_NOFILE` to its hard limit and returns the soft limit now
+/// in force. Children inherit it: the gateway holds two descriptors per proxied request and
+/// Redis one per client, and the usual soft default of 1024 caps both far below a benchmark.
+pub fn raise_nofile_limit() -> u64 {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return 1024;
+    };
+    if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+        return hard;
+    }
+    soft
 }
 
 fn to_pid(pid: u32) -> Pid {

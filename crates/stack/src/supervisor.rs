@@ -21,7 +21,7 @@ use tracing::{error, info, warn};
 use crate::component::{self, Component};
 use crate::config::{PortLayout, Ports, StackConfig};
 use crate::launch::Launcher;
-use crate::{Error, Result, locks, procs};
+use crate::{Error, Result, files, locks, procs};
 
 /// What a running supervisor publishes in `ROOT/stack.json`: its pid and the resolved config.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -63,7 +63,7 @@ struct Ctx {
 pub async fn run(cfg: StackConfig, watch_stdin: bool) -> Result<()> {
     cfg.validate()?;
     for dir in [cfg.pids_dir(), cfg.logs_dir(), cfg.data_dir()] {
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        files::create_dir(&dir)?;
     }
     let Some(_root_lock) = locks::try_lock(&locks::root_lock_path(&cfg))? else {
         return Err(Error::AlreadyRunning(cfg.root.clone()));
@@ -289,11 +289,8 @@ fn listen_for_stop(stop: watch::Sender<bool>, watch_stdin: bool) -> Result<()> {
 }
 
 fn write_state(cfg: &StackConfig, state: &State) -> Result<()> {
-    let path = cfg.state_file();
-    let tmp = path.with_extension("json.tmp");
     let json = serde_json::to_vec_pretty(state).expect("state serializes");
-    std::fs::write(&tmp, json).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))
+    files::write_atomic(&cfg.state_file(), json)
 }
 
 /// Kills components a previous supervisor of this root left behind (it was SIGKILLed, say),

@@ -6,19 +6,9 @@
 pub mod commands;
 pub mod routes;
 
-use common::ledger::AccountKind;
-use common::protocol::{Participant, StockCommand};
+use common::ledger::ITEMS;
+use common::protocol::StockCommand;
 use common::service::ParticipantSpec;
-use common::{Code, Noun};
-
-/// Items: `item:{id}` → `stock` (and `price`, which never changes).
-pub const ITEMS: AccountKind = AccountKind {
-    noun: Noun::Item,
-    field: "stock",
-    too_little: Code::OutOfStock,
-    waits_for_holds: true,
-    participant: Participant::Stock,
-};
 
 /// The stock service as a participant: run it with [`ParticipantSpec::run`].
 pub const SERVICE: ParticipantSpec<StockCommand> = ParticipantSpec {

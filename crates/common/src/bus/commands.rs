@@ -18,12 +18,22 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
-use super::{Bus, LagContext};
+use super::{BrokerHealth, Bus, LagContext};
 use crate::error::Result;
 use crate::protocol::{Envelope, OrderReply};
 
 /// How many commands one replica works on at once.
 const MAX_IN_FLIGHT: usize = 512;
+
+/// How long a consumer may hold no partition before it is replaced: far longer than a group
+/// takes to form, so members never replace each other in turn. (A group with more replicas
+/// than partitions would still churn its idle members: keep `KAFKA_PARTITIONS` above the
+/// number of replicas.)
+const UNASSIGNED_PATIENCE: Duration = Duration::from_secs(90);
+
+/// How long after the broker answers again a consumer may still hold nothing before it is
+/// replaced.
+const REJOIN_PATIENCE: Duration = Duration::from_secs(5);
 
 /// Runs the command loop of `group` on `topic` until `shutdown`.
 ///
@@ -48,6 +58,7 @@ where
     F: Future<Output = Option<OrderReply>> + Send + 'static,
 {
     let handle = Arc::new(handle);
+    let broker = bus.watch_health(shutdown.clone());
     while !shutdown.is_cancelled() {
         let consumer: StreamConsumer<LagContext> = bus
             .consumer_config()
@@ -62,7 +73,16 @@ where
             .set("auto.offset.reset", "earliest")
             .create_with_context(LagContext)?;
         consumer.subscribe(&[&topic])?;
-        consume(&bus, consumer, &topic, group, handle.clone(), &shutdown).await;
+        consume(
+            &bus,
+            &broker,
+            consumer,
+            &topic,
+            group,
+            handle.clone(),
+            &shutdown,
+        )
+        .await;
     }
     Ok(())
 }
@@ -70,6 +90,7 @@ where
 /// Consumes until `shutdown`, or until the consumer fails for good.
 async fn consume<C, H, F>(
     bus: &Bus,
+    broker: &BrokerHealth,
     consumer: StreamConsumer<LagContext>,
     topic: &str,
     group: &str,
@@ -83,6 +104,7 @@ async fn consume<C, H, F>(
     let mut health = tokio::time::interval(Duration::from_secs(1));
     let consumer = Arc::new(consumer);
     let mut in_flight = FuturesOrdered::new();
+    let (mut unassigned_since, mut back_since, mut was_up) = (None, None, true);
     tracing::info!(topic, group, "command loop started");
     loop {
         tokio::select! {
@@ -91,6 +113,25 @@ async fn consume<C, H, F>(
             _ = health.tick() => {
                 if let Some((code, reason)) = consumer.client().fatal_error() {
                     tracing::error!(?code, %reason, "consumer failed for good; replacing it");
+                    break;
+                }
+                // A consumer whose group session timed out while the broker was frozen may
+                // never rejoin (seen with static membership after SIGSTOP/SIGCONT of the
+                // broker): no partitions, no error. Such a consumer is replaced once the
+                // broker is back, if it still holds nothing a few seconds later; and any
+                // consumer that holds nothing for a long time is replaced too.
+                let up = broker.is_up();
+                if up && !was_up {
+                    back_since = Some(tokio::time::Instant::now());
+                }
+                was_up = up;
+                let assigned = consumer.assignment().map(|a| a.count() > 0).unwrap_or(false);
+                let since = *unassigned_since.get_or_insert_with(tokio::time::Instant::now);
+                let stuck_after_outage = back_since.is_some_and(|t| t.elapsed() > REJOIN_PATIENCE);
+                if assigned {
+                    (unassigned_since, back_since) = (None, None);
+                } else if stuck_after_outage || since.elapsed() > UNASSIGNED_PATIENCE {
+                    tracing::warn!(topic, group, "no partitions; replacing the consumer");
                     break;
                 }
             }

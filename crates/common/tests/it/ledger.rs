@@ -56,6 +56,24 @@ impl Run for Ledger {
     }
 }
 
+async fn try_(ledger: &Ledger, tx: &str, protocol: Protocol, lines: &[(String, i64)]) -> Outcome {
+    ledger.run(tx, Phase::Try, protocol, lines).await.unwrap()
+}
+
+async fn commit(ledger: &Ledger, tx: &str) -> Outcome {
+    ledger
+        .run(tx, Phase::Commit, Protocol::TwoPc, &[])
+        .await
+        .unwrap()
+}
+
+async fn cancel(ledger: &Ledger, tx: &str) -> Outcome {
+    ledger
+        .run(tx, Phase::Cancel, Protocol::TwoPc, &[])
+        .await
+        .unwrap()
+}
+
 fn refused_with(outcome: &Outcome) -> Option<Code> {
     match outcome {
         Outcome::Refused(r) => Some(r.code),
@@ -70,10 +88,7 @@ async fn a_repeated_try_takes_once_and_answers_the_same() {
     item(&mut conn, "b", 10).await;
     let take = lines(&[("a", 3), ("b", 4)]);
     for _ in 0..3 {
-        let outcome = ledger
-            .run("t1", Phase::Try, Protocol::Saga, &take)
-            .await
-            .unwrap();
+        let outcome = try_(&ledger, "t1", Protocol::Saga, &take).await;
         assert_eq!(outcome, Outcome::Done);
     }
     assert_eq!(
@@ -88,10 +103,7 @@ async fn a_try_is_all_or_nothing_and_its_refusal_is_recorded() {
     item(&mut conn, "a", 10).await;
     item(&mut conn, "b", 1).await;
     let take = lines(&[("a", 3), ("b", 2)]);
-    let first = ledger
-        .run("t1", Phase::Try, Protocol::TwoPc, &take)
-        .await
-        .unwrap();
+    let first = try_(&ledger, "t1", Protocol::TwoPc, &take).await;
     assert_eq!(refused_with(&first), Some(Code::OutOfStock));
     assert_eq!(
         (stock(&mut conn, "a").await, stock(&mut conn, "b").await),
@@ -99,16 +111,10 @@ async fn a_try_is_all_or_nothing_and_its_refusal_is_recorded() {
     );
     // Even once stock arrives, the same transaction keeps its recorded answer.
     item(&mut conn, "b", 100).await;
-    let again = ledger
-        .run("t1", Phase::Try, Protocol::TwoPc, &take)
-        .await
-        .unwrap();
+    let again = try_(&ledger, "t1", Protocol::TwoPc, &take).await;
     assert_eq!(again, first);
     assert_eq!(stock(&mut conn, "a").await, 10);
-    let missing = ledger
-        .run("t2", Phase::Try, Protocol::Saga, &lines(&[("zz", 1)]))
-        .await
-        .unwrap();
+    let missing = try_(&ledger, "t2", Protocol::Saga, &lines(&[("zz", 1)])).await;
     assert_eq!(refused_with(&missing), Some(Code::ItemNotFound));
 }
 
@@ -116,25 +122,13 @@ async fn a_try_is_all_or_nothing_and_its_refusal_is_recorded() {
 async fn compensation_gives_back_exactly_once() {
     let (_server, ledger, mut conn) = redis().await;
     item(&mut conn, "a", 10).await;
-    ledger
-        .run("t1", Phase::Try, Protocol::Saga, &lines(&[("a", 4)]))
-        .await
-        .unwrap();
+    try_(&ledger, "t1", Protocol::Saga, &lines(&[("a", 4)])).await;
     for _ in 0..3 {
-        assert_eq!(
-            ledger
-                .run("t1", Phase::Cancel, Protocol::Saga, &[])
-                .await
-                .unwrap(),
-            Outcome::Done
-        );
+        assert_eq!(cancel(&ledger, "t1").await, Outcome::Done);
     }
     assert_eq!(stock(&mut conn, "a").await, 10);
     // A late duplicate of the action must not take again after its compensation.
-    let late = ledger
-        .run("t1", Phase::Try, Protocol::Saga, &lines(&[("a", 4)]))
-        .await
-        .unwrap();
+    let late = try_(&ledger, "t1", Protocol::Saga, &lines(&[("a", 4)])).await;
     assert_eq!(refused_with(&late), Some(Code::Cancelled));
     assert_eq!(stock(&mut conn, "a").await, 10);
 }
@@ -145,14 +139,8 @@ async fn a_cancel_that_overtakes_its_try_forbids_it() {
     item(&mut conn, "a", 10).await;
     for protocol in [Protocol::Saga, Protocol::TwoPc] {
         let tx = format!("early-{}", protocol.as_str());
-        assert_eq!(
-            ledger.run(&tx, Phase::Cancel, protocol, &[]).await.unwrap(),
-            Outcome::Done
-        );
-        let late = ledger
-            .run(&tx, Phase::Try, protocol, &lines(&[("a", 5)]))
-            .await
-            .unwrap();
+        assert_eq!(cancel(&ledger, &tx).await, Outcome::Done);
+        let late = try_(&ledger, &tx, protocol, &lines(&[("a", 5)])).await;
         assert_eq!(refused_with(&late), Some(Code::Cancelled));
     }
     assert_eq!(stock(&mut conn, "a").await, 10);
@@ -164,78 +152,40 @@ async fn two_pc_reservation_is_held_until_the_decision() {
     item(&mut conn, "a", 10).await;
     let take = lines(&[("a", 6)]);
     assert_eq!(
-        ledger
-            .run("c", Phase::Try, Protocol::TwoPc, &take)
-            .await
-            .unwrap(),
+        try_(&ledger, "c", Protocol::TwoPc, &take).await,
         Outcome::Done
     );
     // Reserved: no longer available to others, who are told to wait (busy) while the
     // reservation could still come back, and are refused when it cannot.
-    let other = ledger
-        .run("other", Phase::Try, Protocol::TwoPc, &lines(&[("a", 5)]))
-        .await
-        .unwrap();
+    let other = try_(&ledger, "other", Protocol::TwoPc, &lines(&[("a", 5)])).await;
     assert_eq!(other, Outcome::Busy);
-    let hopeless = ledger
-        .run(
-            "hopeless",
-            Phase::Try,
-            Protocol::TwoPc,
-            &lines(&[("a", 11)]),
-        )
-        .await
-        .unwrap();
+    let hopeless = try_(&ledger, "hopeless", Protocol::TwoPc, &lines(&[("a", 11)])).await;
     assert_eq!(refused_with(&hopeless), Some(Code::OutOfStock));
     assert_eq!(stock(&mut conn, "a").await, 4);
     // Commit is idempotent, and an abort after commit is refused and changes nothing.
     for _ in 0..2 {
-        assert_eq!(
-            ledger
-                .run("c", Phase::Commit, Protocol::TwoPc, &[])
-                .await
-                .unwrap(),
-            Outcome::Done
-        );
+        assert_eq!(commit(&ledger, "c").await, Outcome::Done);
     }
     assert_eq!(held(&mut conn, "a").await, 0);
-    let after = ledger
-        .run("other", Phase::Try, Protocol::TwoPc, &lines(&[("a", 5)]))
-        .await
-        .unwrap();
+    let after = try_(&ledger, "other", Protocol::TwoPc, &lines(&[("a", 5)])).await;
     assert_eq!(
         refused_with(&after),
         Some(Code::OutOfStock),
         "with nothing held, a shortage is final"
     );
-    let abort = ledger
-        .run("c", Phase::Cancel, Protocol::TwoPc, &[])
-        .await
-        .unwrap();
+    let abort = cancel(&ledger, "c").await;
     assert_eq!(refused_with(&abort), Some(Code::AlreadyCommitted));
     assert_eq!(stock(&mut conn, "a").await, 4);
     // An aborted prepare returns its reservation once, and a commit after it is refused.
     assert_eq!(
-        ledger
-            .run("d", Phase::Try, Protocol::TwoPc, &lines(&[("a", 4)]))
-            .await
-            .unwrap(),
+        try_(&ledger, "d", Protocol::TwoPc, &lines(&[("a", 4)])).await,
         Outcome::Done
     );
     assert_eq!(stock(&mut conn, "a").await, 0);
-    ledger
-        .run("d", Phase::Cancel, Protocol::TwoPc, &[])
-        .await
-        .unwrap();
-    ledger
-        .run("d", Phase::Cancel, Protocol::TwoPc, &[])
-        .await
-        .unwrap();
+    cancel(&ledger, "d").await;
+    cancel(&ledger, "d").await;
     assert_eq!(stock(&mut conn, "a").await, 4);
-    let commit = ledger
-        .run("d", Phase::Commit, Protocol::TwoPc, &[])
-        .await
-        .unwrap();
+    let commit = commit(&ledger, "d").await;
     assert_eq!(refused_with(&commit), Some(Code::NotPrepared));
 }
 
@@ -289,18 +239,12 @@ async fn held_amounts_count_against_the_upper_limit() {
     item(&mut conn, "a", i64::MAX).await;
     let take = lines(&[("a", 1)]);
     assert_eq!(
-        ledger
-            .run("h", Phase::Try, Protocol::TwoPc, &take)
-            .await
-            .unwrap(),
+        try_(&ledger, "h", Protocol::TwoPc, &take).await,
         Outcome::Done
     );
     // available + held = i64::MAX: nothing may be added until the hold is decided.
     assert!(ledger.adjust("a", Direction::Add, 1).await.is_err());
-    ledger
-        .run("h", Phase::Cancel, Protocol::TwoPc, &[])
-        .await
-        .unwrap();
+    cancel(&ledger, "h").await;
     assert_eq!(stock(&mut conn, "a").await, i64::MAX);
     assert_eq!(held(&mut conn, "a").await, 0);
 }
@@ -311,10 +255,7 @@ async fn a_try_waits_for_an_aborting_hold_instead_of_refusing() {
     item(&mut conn, "a", 1).await;
     let one = lines(&[("a", 1)]);
     assert_eq!(
-        ledger
-            .run("first", Phase::Try, Protocol::Saga, &one)
-            .await
-            .unwrap(),
+        try_(&ledger, "first", Protocol::Saga, &one).await,
         Outcome::Done
     );
     let (seen_busy, busy) = tokio::sync::oneshot::channel();
@@ -328,10 +269,7 @@ async fn a_try_waits_for_an_aborting_hold_instead_of_refusing() {
         .await
         .expect("the second try was never told to wait")
         .unwrap();
-    ledger
-        .run("first", Phase::Cancel, Protocol::Saga, &[])
-        .await
-        .unwrap();
+    cancel(&ledger, "first").await;
     let answered = tokio::time::timeout(Duration::from_secs(10), waiting).await;
     assert_eq!(
         answered.expect("the waiting try got no answer").unwrap(),
@@ -342,20 +280,11 @@ async fn a_try_waits_for_an_aborting_hold_instead_of_refusing() {
         (0, 1)
     );
     // A confirmed saga action releases its hold, and then a shortage is final at once.
-    ledger
-        .run("second", Phase::Commit, Protocol::Saga, &[])
-        .await
-        .unwrap();
+    commit(&ledger, "second").await;
     assert_eq!(held(&mut conn, "a").await, 0);
-    let third = ledger
-        .run("third", Phase::Try, Protocol::Saga, &one)
-        .await
-        .unwrap();
+    let third = try_(&ledger, "third", Protocol::Saga, &one).await;
     assert_eq!(refused_with(&third), Some(Code::OutOfStock));
-    let undo = ledger
-        .run("second", Phase::Cancel, Protocol::Saga, &[])
-        .await
-        .unwrap();
+    let undo = cancel(&ledger, "second").await;
     assert_eq!(refused_with(&undo), Some(Code::AlreadyCommitted));
 }
 
@@ -392,37 +321,19 @@ async fn accounts_that_do_not_wait_refuse_a_held_shortage_for_good() {
     item(&mut conn, "a", 1).await;
     let one = lines(&[("a", 1)]);
     assert_eq!(
-        ledger
-            .run("first", Phase::Try, Protocol::Saga, &one)
-            .await
-            .unwrap(),
+        try_(&ledger, "first", Protocol::Saga, &one).await,
         Outcome::Done
     );
-    let second = ledger
-        .run("second", Phase::Try, Protocol::Saga, &one)
-        .await
-        .unwrap();
+    let second = try_(&ledger, "second", Protocol::Saga, &one).await;
     assert_eq!(refused_with(&second), Some(Code::OutOfStock));
     // The refusal is recorded: once the hold comes back, the same transaction still gets it.
-    ledger
-        .run("first", Phase::Cancel, Protocol::Saga, &[])
-        .await
-        .unwrap();
-    let again = ledger
-        .run("second", Phase::Try, Protocol::Saga, &one)
-        .await
-        .unwrap();
+    cancel(&ledger, "first").await;
+    let again = try_(&ledger, "second", Protocol::Saga, &one).await;
     assert_eq!(again, second);
     assert_eq!(stock(&mut conn, "a").await, 1);
     // A waiting ledger on the same accounts would have said busy instead.
-    ledger
-        .run("third", Phase::Try, Protocol::Saga, &one)
-        .await
-        .unwrap();
-    let busy = waiting
-        .run("fourth", Phase::Try, Protocol::Saga, &one)
-        .await
-        .unwrap();
+    try_(&ledger, "third", Protocol::Saga, &one).await;
+    let busy = try_(&waiting, "fourth", Protocol::Saga, &one).await;
     assert_eq!(busy, Outcome::Busy);
 }
 
@@ -431,22 +342,10 @@ async fn finished_step_records_expire_and_undecided_ones_stay() {
     let (_server, ledger, mut conn) = redis().await;
     item(&mut conn, "a", 10).await;
     let one = lines(&[("a", 1)]);
-    ledger
-        .run("open", Phase::Try, Protocol::TwoPc, &one)
-        .await
-        .unwrap();
-    ledger
-        .run("done", Phase::Try, Protocol::TwoPc, &one)
-        .await
-        .unwrap();
-    ledger
-        .run("done", Phase::Commit, Protocol::TwoPc, &[])
-        .await
-        .unwrap();
-    ledger
-        .run("early", Phase::Cancel, Protocol::Saga, &[])
-        .await
-        .unwrap();
+    try_(&ledger, "open", Protocol::TwoPc, &one).await;
+    try_(&ledger, "done", Protocol::TwoPc, &one).await;
+    commit(&ledger, "done").await;
+    cancel(&ledger, "early").await;
     let ttl = |tx: &'static str| {
         let mut conn = conn.clone();
         async move { conn.ttl::<_, i64>(format!("step:{tx}")).await.unwrap() }
@@ -479,4 +378,77 @@ async fn a_script_error_writes_nothing() {
     );
     let record: i64 = conn.exists("step:bad").await.unwrap();
     assert_eq!(record, 0);
+}
+
+/// Exactly-once across the records' lifetime. A duplicate while the step record lives gets
+/// the recorded answer. Once the record has expired, a late copy of the try is older than
+/// the horizon (half the retention) and is not applied: every copy of a command is sent
+/// before the transaction's final phase (a coordinator stops sending when its lease may be
+/// lost), and the record outlives that phase by the whole retention. Late commits and
+/// cancels need no record to be harmless.
+#[tokio::test]
+async fn redelivered_commands_move_nothing_twice_even_after_their_records_expire() {
+    use common::protocol::{Envelope, PaymentCommand, ReplyTo};
+    let (_server, _, mut conn) = redis().await;
+    let ledger = Ledger::new(conn.clone(), common::ledger::ITEMS, Duration::from_secs(2));
+    item(&mut conn, "a", 10).await;
+    let envelope = |phase: Phase, lines: &[(&str, i64)]| {
+        let step = step(phase, Protocol::Saga, lines);
+        (
+            Envelope::new(
+                "t",
+                ReplyTo { partition: 0 },
+                PaymentCommand::Step(step.clone()),
+            ),
+            step,
+        )
+    };
+    let outcome = |reply: Option<common::protocol::OrderReply>| match reply {
+        Some(common::protocol::OrderReply::Step { outcome, .. }) => outcome,
+        other => panic!("unexpected reply {other:?}"),
+    };
+    let (try_copy, take) = envelope(Phase::Try, &[("a", 3)]);
+    assert_eq!(outcome(ledger.apply(&try_copy, &take).await), Outcome::Done);
+    assert_eq!(outcome(ledger.apply(&try_copy, &take).await), Outcome::Done);
+    assert_eq!(stock(&mut conn, "a").await, 7, "a duplicate moved stock");
+    let (commit_copy, commit) = envelope(Phase::Commit, &[]);
+    assert_eq!(
+        outcome(ledger.apply(&commit_copy, &commit).await),
+        Outcome::Done
+    );
+    assert_eq!(
+        (stock(&mut conn, "a").await, held(&mut conn, "a").await),
+        (7, 0)
+    );
+    let expired = tokio::time::timeout(Duration::from_secs(10), async {
+        while conn.exists::<_, bool>("step:t").await.unwrap() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(expired.is_ok(), "the finished step record never expired");
+    let late = outcome(ledger.apply(&try_copy, &take).await);
+    assert_eq!(refused_with(&late), Some(Code::Expired));
+    assert_eq!(
+        outcome(ledger.apply(&commit_copy, &commit).await),
+        Outcome::Refused(common::Refusal::new(
+            Code::NotPrepared,
+            "transaction t has nothing to commit here"
+        ))
+    );
+    let (cancel_copy, cancel) = envelope(Phase::Cancel, &[]);
+    assert_eq!(
+        outcome(ledger.apply(&cancel_copy, &cancel).await),
+        Outcome::Done
+    );
+    assert_eq!(
+        (stock(&mut conn, "a").await, held(&mut conn, "a").await),
+        (7, 0)
+    );
+    // A copy within the horizon is judged by the record again: here the late cancel's
+    // tombstone, which forbids the try for another retention period.
+    let (fresh, take) = envelope(Phase::Try, &[("a", 3)]);
+    assert!(
+        matches!(outcome(ledger.apply(&fresh, &take).await), Outcome::Refused(r) if r.code == Code::Cancelled)
+    );
 }

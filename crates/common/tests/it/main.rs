@@ -10,19 +10,10 @@ mod model;
 
 use std::time::Duration;
 
-use common::ledger::{AccountKind, Ledger};
-use common::protocol::{Participant, Phase, Protocol, Step};
-use common::{Code, Noun};
+use common::ledger::{AccountKind, ITEMS, Ledger};
+use common::protocol::{Phase, Protocol, Step};
 use redis::aio::ConnectionManager;
 use testkit::TestRedis;
-
-pub const ITEMS: AccountKind = AccountKind {
-    noun: Noun::Item,
-    field: "stock",
-    too_little: Code::OutOfStock,
-    waits_for_holds: true,
-    participant: Participant::Stock,
-};
 
 /// The same accounts, but refusing at once when short, as payment does.
 pub const IMPATIENT: AccountKind = AccountKind {

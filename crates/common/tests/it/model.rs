@@ -15,7 +15,9 @@ use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use testkit::TestRedis;
 
-use super::{ITEMS, RETENTION, step};
+use common::ledger::ITEMS;
+
+use super::{RETENTION, step};
 
 const ACCOUNTS: [&str; 3] = ["a", "b", "c"];
 const TXS: usize = 4;

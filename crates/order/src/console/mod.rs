@@ -25,8 +25,8 @@ use axum::{Json, Router};
 use common::Result;
 use serde::Serialize;
 
-use crate::App;
 use crate::checkout::log::{ACTIVE, RECENT, STATS_BUCKET_S, stats_key, tx_key};
+use crate::routes::App;
 
 /// Upper bounds (ms) of the latency buckets `h:1`..`h:13` that `transition.lua` counts;
 /// `h:14` counts the slower ones.

@@ -38,3 +38,14 @@ pub async fn set(url: &str, key: &str, value: &str) {
 pub async fn get(url: &str, key: &str) -> Option<String> {
     redis(url).await.get(key).await.expect("GET answered")
 }
+
+/// The value of one Redis config parameter (`CONFIG GET`).
+pub async fn config_get(url: &str, parameter: &str) -> String {
+    let pair: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg(parameter)
+        .query_async(&mut redis(url).await)
+        .await
+        .expect("CONFIG GET answered");
+    pair.get(1).cloned().unwrap_or_default()
+}

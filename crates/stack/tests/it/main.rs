@@ -1,8 +1,11 @@
 //! The runner against real processes: a stack of Redis x3, Kafka and nginx without services,
-//! shared by most tests of this binary; a second such stack beside it; and one full stack
-//! with the services (built by `Stack::start` if missing).
+//! shared by most tests of this binary; a second such stack beside it; full stacks with the
+//! services (built by `Stack::start`), one of them monitored; and the gateway configs
+//! ([`gateways`]), read without running anything.
 
 mod client;
+mod gateways;
+mod monitoring;
 
 use std::time::{Duration, Instant};
 
@@ -104,6 +107,27 @@ async fn killed_redis_comes_back_with_acknowledged_writes() {
     assert_eq!(client::get(&url, &key).await.as_deref(), Some("42"));
 }
 
+/// Bounded state (issue 11): every Redis refuses writes beyond maxmemory instead of evicting,
+/// rewrites its AOF at set thresholds, and still fsyncs every write.
+#[tokio::test]
+async fn every_redis_is_bounded_and_durable() {
+    let stack = shared().await;
+    for service in ["order", "stock", "payment"] {
+        let url = stack.redis_url(service).expect("a redis per service");
+        for (parameter, want) in [
+            ("maxmemory", "1073741824"),
+            ("maxmemory-policy", "noeviction"),
+            ("auto-aof-rewrite-percentage", "100"),
+            ("auto-aof-rewrite-min-size", "67108864"),
+            ("appendonly", "yes"),
+            ("appendfsync", "always"),
+        ] {
+            let got = client::config_get(&url, parameter).await;
+            assert_eq!(got, want, "{service}-db: {parameter}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn killed_kafka_is_restarted_and_serves_metadata_again() {
     let stack = shared().await;
@@ -114,9 +138,13 @@ async fn killed_kafka_is_restarted_and_serves_metadata_again() {
         .expect("whole stack healthy");
 }
 
+/// Held by the tests that kill the shared gateway and by those that must not see it die.
+static GATEWAY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test]
 async fn killed_gateway_is_restarted_without_leftover_workers() {
     let stack = shared().await;
+    let _gateway = GATEWAY.lock().await;
     kill_and_expect_restart(stack, "gateway").await;
     let health = client::http_get(&stack.gateway_url(), "/health").await;
     assert_eq!(health.0, 200, "{health:?}");
@@ -202,10 +230,12 @@ async fn gateway_hides_a_killed_replica_from_clients() {
 /// the whole start timeout.
 #[tokio::test]
 async fn a_crash_looping_service_fails_the_start_fast() {
-    let started = Instant::now();
     let broken = config("stack-it-broken")
         .with_services()
         .with_service_env("HTTP_ADDR", "not-an-address");
+    // The clock measures the start, not cargo bringing the binaries up to date first.
+    stack::binaries::ensure(&broken).expect("binaries build");
+    let started = Instant::now();
     match Stack::start(broken).await {
         Err(stack::Error::CrashLoop { report, log, .. }) => {
             assert!(report.contains("-1: exit status: 1"), "{report}");
@@ -220,4 +250,42 @@ async fn a_crash_looping_service_fails_the_start_fast() {
         "took {:?}",
         started.elapsed()
     );
+}
+
+/// Thousands of clients at once (issue 12): the gateway accepts every connection and answers
+/// on each, with no transport error. Needs its file limit, backlog and worker connections.
+#[tokio::test]
+async fn gateway_serves_thousands_of_concurrent_connections() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const CLIENTS: usize = 4_000;
+    let stack = shared().await;
+    let _gateway = GATEWAY.lock().await;
+    // Our own side of the connections needs descriptors too.
+    assert!(stack::procs::raise_nofile_limit() > 2 * CLIENTS as u64);
+    let port = stack.ports().gateway;
+    let mut connections = Vec::with_capacity(CLIENTS);
+    for _ in 0..CLIENTS {
+        let c = tokio::net::TcpStream::connect(("127.0.0.1", port)).await;
+        connections.push(c.expect("the gateway accepts the connection"));
+    }
+    let mut answers = tokio::task::JoinSet::new();
+    for mut c in connections {
+        answers.spawn(async move {
+            c.write_all(b"GET /health HTTP/1.1\r\nHost: gateway\r\n\r\n")
+                .await?;
+            let mut head = [0u8; 12];
+            c.read_exact(&mut head).await?;
+            // The connection stays open until every client has its answer.
+            Ok::<_, std::io::Error>((String::from_utf8_lossy(&head).into_owned(), c))
+        });
+    }
+    let mut open = Vec::with_capacity(CLIENTS);
+    while let Some(answer) = answers.join_next().await {
+        let (status, c) = answer
+            .expect("task")
+            .expect("an answer on every connection");
+        assert_eq!(status, "HTTP/1.1 200");
+        open.push(c);
+    }
+    assert_eq!(open.len(), CLIENTS);
 }

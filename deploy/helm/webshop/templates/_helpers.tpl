@@ -39,6 +39,12 @@ metadata:
     {{- include "webshop.labels" . | nindent 4 }}
   annotations:
     checksum/config: {{ include (print $root.Template.BasePath "/configmap.yaml") $root | sha256sum }}
+    checksum/secret: {{ include (print $root.Template.BasePath "/secret.yaml") $root | sha256sum }}
+    {{- if $root.Values.metrics.podAnnotations }}
+    prometheus.io/scrape: "true"
+    prometheus.io/port: "8080"
+    prometheus.io/path: /metrics
+    {{- end }}
     {{- with $root.Values.podAnnotations }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
@@ -93,6 +99,17 @@ spec:
               fieldPath: metadata.name
         - name: REDIS_URL
           value: {{ index $root.Values.redis .component | quote }}
+        {{- if eq .component "order" }}
+        - name: MAX_INFLIGHT_CHECKOUTS
+          value: {{ $root.Values.maxInflightCheckouts | quote }}
+        {{- end }}
+        {{- if $root.Values.adminToken }}
+        - name: ADMIN_TOKEN
+          valueFrom:
+            secretKeyRef:
+              name: {{ include "webshop.fullname" $root }}
+              key: ADMIN_TOKEN
+        {{- end }}
         {{- with $root.Values.extraEnv }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
@@ -101,12 +118,15 @@ spec:
         httpGet: {path: /health/live, port: http}
         periodSeconds: 2
         failureThreshold: 60
+      # Live: the process serves HTTP at all. Restarting cannot fix a sick Redis or Kafka, so
+      # liveness never depends on them.
       livenessProbe:
         httpGet: {path: /health/live, port: http}
         periodSeconds: 10
         timeoutSeconds: 3
         failureThreshold: 3
-      # Not ready while its Redis or Kafka is unusable: the Service then stops sending traffic.
+      # Ready: it can serve its own routes (its Redis answers; Kafka is not required, since
+      # reads and direct writes need none). Unready, the Service stops sending it traffic.
       readinessProbe:
         httpGet: {path: /health/ready, port: http}
         periodSeconds: 5
