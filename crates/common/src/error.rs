@@ -140,8 +140,9 @@ pub enum Error {
     Refused(Refusal),
     #[error("a valid admin token is required")]
     Unauthorized,
+    /// Made through `From`, which counts it in `redis_errors_total`.
     #[error("redis: {0}")]
-    Redis(#[from] redis::RedisError),
+    Redis(#[source] redis::RedisError),
     #[error("kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
     /// Could not be done in time; safe to retry (checkout is idempotent).
@@ -157,6 +158,13 @@ pub enum Error {
     Config(String),
     #[error("internal: {0}")]
     Internal(String),
+}
+
+impl From<redis::RedisError> for Error {
+    fn from(e: redis::RedisError) -> Self {
+        metrics::counter!(crate::metrics::REDIS_ERRORS).increment(1);
+        Self::Redis(e)
+    }
 }
 
 impl Error {

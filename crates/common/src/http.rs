@@ -1,12 +1,14 @@
-//! HTTP plumbing every service shares: health endpoints, JSON fallbacks, and the shutdown
-//! signal.
+//! HTTP plumbing every service shares: health endpoints, `/metrics`, the request span and
+//! metrics of every request, JSON fallbacks, and the shutdown signal.
 
 use std::future::Future;
+use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{FromRequestParts, Path};
+use axum::extract::{FromRequestParts, MatchedPath, Path, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Serialize;
@@ -15,8 +17,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::Error;
 
-/// Adds `/health/live`, `/health/ready` (which runs `ready`), and JSON answers for unknown
-/// paths and methods, so that every failure a client can see has the `{error, detail}` shape.
+/// Adds `/health/live`, `/health/ready` (which runs `ready`), `/metrics`, and JSON answers for
+/// unknown paths and methods, so that every failure a client can see has the `{error,
+/// detail}` shape; then wraps every route in [`observe`].
 pub fn with_common_routes<S, F, Fut>(router: Router<S>, ready: F) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
@@ -25,6 +28,9 @@ where
 {
     router
         .route("/health/live", get(|| async { axum::Json(serde_json::json!({"status": "live"})) }))
+        .route("/metrics", get(|| async {
+            ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], crate::metrics::render())
+        }))
         .route(
             "/health/ready",
             get(move || {
@@ -46,6 +52,32 @@ where
                 axum::Json(serde_json::json!({"error": "method_not_allowed", "detail": "this path does not take that method"})),
             )
         })
+        .layer(axum::middleware::from_fn(observe))
+}
+
+/// Runs a request in a span that continues the caller's trace (its `traceparent` header) or
+/// starts one, and counts and times it by route template (`unmatched` for unknown paths).
+async fn observe(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().as_str().to_owned();
+    let span = tracing::info_span!("request", %method, %route, trace_id = tracing::field::Empty);
+    let traceparent = request
+        .headers()
+        .get(crate::telemetry::TRACEPARENT)
+        .and_then(|v| v.to_str().ok());
+    crate::telemetry::continue_trace(&span, traceparent);
+    let response = tracing::Instrument::instrument(next.run(request), span).await;
+    let service = crate::metrics::service();
+    let status = response.status().as_u16().to_string();
+    metrics::histogram!(crate::metrics::HTTP_DURATION, "service" => service, "route" => route.clone(), "method" => method.clone())
+        .record(started.elapsed());
+    metrics::counter!(crate::metrics::HTTP_REQUESTS, "service" => service, "route" => route, "method" => method, "status" => status)
+        .increment(1);
+    response
 }
 
 fn not_found() -> Response {

@@ -87,15 +87,22 @@ enum Reason {
     AlreadyCommitted,
 }
 
-/// The reply of `step.lua`: `{outcome, reason, account key}`.
+/// The reply of `step.lua`: `{outcome, reason, account key, replayed}`.
 #[derive(Debug, PartialEq, Eq)]
-enum StepReply {
+struct StepReply {
+    answer: StepAnswer,
+    /// The answer is the one recorded for an earlier copy of the command.
+    replayed: bool,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum StepAnswer {
     Done,
     Busy,
     Refused(Reason, String),
 }
 
-/// Three strings, or a parsing error naming the script.
+/// N strings, or a parsing error naming the script.
 fn strings<const N: usize>(v: Value, script: &str) -> Result<[String; N], ParsingError> {
     let items: Vec<String> = FromRedisValue::from_redis_value(v)?;
     items
@@ -105,7 +112,12 @@ fn strings<const N: usize>(v: Value, script: &str) -> Result<[String; N], Parsin
 
 impl FromRedisValue for StepReply {
     fn from_redis_value(v: Value) -> Result<Self, ParsingError> {
-        let [outcome, reason, key] = strings(v, "step")?;
+        let [outcome, reason, key, replayed] = strings(v, "step")?;
+        let replayed = match replayed.as_str() {
+            "" => false,
+            "1" => true,
+            other => return Err(format!("step.lua answered replayed {other:?}").into()),
+        };
         let reason = match reason.as_str() {
             "" => None,
             "missing" => Some(Reason::Missing),
@@ -115,14 +127,15 @@ impl FromRedisValue for StepReply {
             "already_committed" => Some(Reason::AlreadyCommitted),
             other => return Err(format!("step.lua answered reason {other:?}").into()),
         };
-        match (outcome.as_str(), reason) {
-            ("done", None) => Ok(Self::Done),
-            ("busy", _) => Ok(Self::Busy),
-            ("refused", Some(reason)) => Ok(Self::Refused(reason, key)),
+        let answer = match (outcome.as_str(), reason) {
+            ("done", None) => StepAnswer::Done,
+            ("busy", _) => StepAnswer::Busy,
+            ("refused", Some(reason)) => StepAnswer::Refused(reason, key),
             (outcome, reason) => {
-                Err(format!("step.lua answered {outcome:?} with {reason:?}").into())
+                return Err(format!("step.lua answered {outcome:?} with {reason:?}").into());
             }
-        }
+        };
+        Ok(Self { answer, replayed })
     }
 }
 
@@ -227,7 +240,8 @@ impl Ledger {
         if let Some(price) = price {
             invocation.arg("price").arg(price);
         }
-        match invocation.invoke_async(&mut self.conn()).await? {
+        let mut conn = self.conn();
+        match crate::metrics::script("batch", invocation.invoke_async(&mut conn)).await? {
             Batch::Ok => Ok(()),
             Batch::InUse(id) => Err(Error::refused(
                 Code::RecordsInUse,
@@ -270,14 +284,15 @@ impl Ledger {
             Direction::Add => "+",
             Direction::Take => "-",
         };
-        let adjusted: Adjusted = self
-            .adjust
+        let mut invocation = self.adjust.prepare_invoke();
+        invocation
             .key(self.key(id))
             .arg(self.kind.field)
             .arg(sign)
-            .arg(amount)
-            .invoke_async(&mut self.conn())
-            .await?;
+            .arg(amount);
+        let mut conn = self.conn();
+        let adjusted: Adjusted =
+            crate::metrics::script("adjust", invocation.invoke_async(&mut conn)).await?;
         let (noun, field) = (self.kind.noun.as_str(), self.kind.field);
         match adjusted {
             Adjusted::Ok(now) => Ok(now),
@@ -296,19 +311,19 @@ impl Ledger {
     /// [`Outcome::Busy`] means "too little now, but undecided transactions hold enough":
     /// nothing was recorded, and the caller should ask again shortly.
     pub async fn step(&self, tx: &str, step: &Step) -> Result<Outcome> {
+        Ok(self.step_replayed(tx, step).await?.0)
+    }
+
+    /// [`Ledger::step`], and whether the answer is the one recorded for an earlier copy.
+    async fn step_replayed(&self, tx: &str, step: &Step) -> Result<(Outcome, bool)> {
         let lines = merge(&step.lines);
         let mut invocation = self.step.prepare_invoke();
         invocation.key(format!("step:{tx}"));
         for (id, _) in &lines {
             invocation.key(self.key(id));
         }
-        let phase = match step.phase {
-            Phase::Try => "try",
-            Phase::Commit => "commit",
-            Phase::Cancel => "cancel",
-        };
         invocation
-            .arg(phase)
+            .arg(step.phase.as_str())
             .arg(step.protocol.as_str())
             .arg(self.kind.field)
             .arg(if self.kind.waits_for_holds { "1" } else { "0" })
@@ -316,11 +331,14 @@ impl Ledger {
         for (_, amount) in &lines {
             invocation.arg(amount.to_string());
         }
-        let reply: StepReply = invocation.invoke_async(&mut self.conn()).await?;
-        let (reason, key) = match reply {
-            StepReply::Done => return Ok(Outcome::Done),
-            StepReply::Busy => return Ok(Outcome::Busy),
-            StepReply::Refused(reason, key) => (reason, key),
+        let mut conn = self.conn();
+        let reply: StepReply =
+            crate::metrics::script("step", invocation.invoke_async(&mut conn)).await?;
+        let replayed = reply.replayed;
+        let (reason, key) = match reply.answer {
+            StepAnswer::Done => return Ok((Outcome::Done, replayed)),
+            StepAnswer::Busy => return Ok((Outcome::Busy, replayed)),
+            StepAnswer::Refused(reason, key) => (reason, key),
         };
         let id = key.split_once(':').map_or(key.as_str(), |(_, id)| id);
         let noun = self.kind.noun.as_str();
@@ -346,7 +364,7 @@ impl Ledger {
                 format!("transaction {tx} is already committed here"),
             ),
         };
-        Ok(Outcome::Refused(refusal))
+        Ok((Outcome::Refused(refusal), replayed))
     }
 
     /// Applies one command's step as a participant must, and returns the reply to send, or
@@ -358,20 +376,48 @@ impl Ledger {
     /// A try older than half the records' retention is answered [`Code::Expired`] and not
     /// applied: it may be a stale copy whose step record is already gone.
     pub async fn apply<C>(&self, envelope: &Envelope<C>, step: &Step) -> Option<OrderReply> {
+        let started = std::time::Instant::now();
+        let applied = self.apply_step(envelope, step).await;
+        let participant = self.kind.participant.as_str();
+        let result = match &applied {
+            None => "parked",
+            Some((_, true)) => "duplicate",
+            Some((Outcome::Done, _)) => "done",
+            Some((Outcome::Busy, _)) => "busy",
+            Some((Outcome::Refused(r), _)) if r.code == Code::Expired => "expired",
+            Some((Outcome::Refused(_), _)) => "refused",
+        };
+        metrics::counter!(crate::metrics::PARTICIPANT_STEPS, "participant" => participant, "phase" => step.phase.as_str(), "result" => result)
+            .increment(1);
+        metrics::histogram!(crate::metrics::PARTICIPANT_DURATION, "participant" => participant)
+            .record(started.elapsed());
+        applied.map(|(outcome, _)| OrderReply::Step {
+            participant: self.kind.participant,
+            phase: step.phase,
+            outcome,
+        })
+    }
+
+    /// The outcome of the step, and whether it was replayed from the record; `None` parks.
+    async fn apply_step<C>(&self, envelope: &Envelope<C>, step: &Step) -> Option<(Outcome, bool)> {
         let participant = self.kind.participant;
         let tx = &envelope.tx;
         let age = crate::protocol::now_ms().saturating_sub(envelope.sent_ms);
-        let outcome = if step.phase == Phase::Try && age > self.horizon().as_millis() as u64 {
+        let (outcome, replayed) = if step.phase == Phase::Try
+            && age > self.horizon().as_millis() as u64
+        {
             tracing::warn!(%tx, age_ms = age, "try older than the retention horizon; not applied");
-            Outcome::Refused(Refusal::new(
+            let refusal = Refusal::new(
                 Code::Expired,
                 format!("this copy of transaction {tx}'s try is too old to apply"),
-            ))
+            );
+            (Outcome::Refused(refusal), false)
         } else {
             let applied =
-                crate::db::retry(crate::db::COMMAND_PATIENCE, || self.step(tx, step)).await;
+                crate::db::retry(crate::db::COMMAND_PATIENCE, || self.step_replayed(tx, step))
+                    .await;
             match applied {
-                Ok(outcome) => outcome,
+                Ok(answer) => answer,
                 Err(e) => {
                     tracing::error!(error = %e, %tx, phase = ?step.phase, participant = participant.as_str(),
                         "command cannot be applied; parked (the coordinator resends or settles it)");
@@ -382,12 +428,8 @@ impl Ledger {
         if step.phase == Phase::Try {
             crate::failpoint::hit(&format!("{}_after_try", participant.as_str()));
         }
-        tracing::debug!(%tx, phase = ?step.phase, ?outcome, participant = participant.as_str(), "step");
-        Some(OrderReply::Step {
-            participant,
-            phase: step.phase,
-            outcome,
-        })
+        tracing::debug!(%tx, phase = ?step.phase, ?outcome, replayed, participant = participant.as_str(), "step");
+        Some((outcome, replayed))
     }
 
     /// Tries sent longer ago than this are not applied (see [`Ledger::apply`]).
@@ -425,16 +467,26 @@ mod tests {
     #[test]
     fn script_replies_decode_and_unknown_ones_fail() {
         assert_eq!(
-            StepReply::from_redis_value(crate::db::bulk(&["refused", "short", "item:1"])).unwrap(),
-            StepReply::Refused(Reason::Short, "item:1".into())
+            StepReply::from_redis_value(crate::db::bulk(&["refused", "short", "item:1", ""]))
+                .unwrap(),
+            StepReply {
+                answer: StepAnswer::Refused(Reason::Short, "item:1".into()),
+                replayed: false
+            }
         );
         assert_eq!(
-            StepReply::from_redis_value(crate::db::bulk(&["done", "", ""])).unwrap(),
-            StepReply::Done
+            StepReply::from_redis_value(crate::db::bulk(&["done", "", "", "1"])).unwrap(),
+            StepReply {
+                answer: StepAnswer::Done,
+                replayed: true
+            }
         );
-        assert!(StepReply::from_redis_value(crate::db::bulk(&["refused", "nope", ""])).is_err());
-        assert!(StepReply::from_redis_value(crate::db::bulk(&["maybe", "", ""])).is_err());
-        assert!(StepReply::from_redis_value(crate::db::bulk(&["done", ""])).is_err());
+        assert!(
+            StepReply::from_redis_value(crate::db::bulk(&["refused", "nope", "", ""])).is_err()
+        );
+        assert!(StepReply::from_redis_value(crate::db::bulk(&["maybe", "", "", ""])).is_err());
+        assert!(StepReply::from_redis_value(crate::db::bulk(&["done", "", ""])).is_err());
+        assert!(StepReply::from_redis_value(crate::db::bulk(&["done", "", "", "yes"])).is_err());
         assert_eq!(
             Adjusted::from_redis_value(crate::db::bulk(&["short", "3"])).unwrap(),
             Adjusted::Short(3)

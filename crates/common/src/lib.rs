@@ -1,7 +1,8 @@
 //! Code the three services share.
 //!
 //! - [`settings`] — typed configuration from the environment.
-//! - [`telemetry`] — logging.
+//! - [`telemetry`] — logging, and the trace context across HTTP and Kafka.
+//! - [`metrics`] — every metric's name, and the Prometheus recorder behind `/metrics`.
 //! - [`error`] — the error type and its single mapping to HTTP.
 //! - [`failpoint`] — crash points that fault tests arm.
 //! - [`input`] — numbers and ids parsed at the edge into domain values.
@@ -21,6 +22,7 @@ pub mod failpoint;
 pub mod http;
 pub mod input;
 pub mod ledger;
+pub mod metrics;
 pub mod protocol;
 pub mod service;
 pub mod settings;

@@ -102,6 +102,16 @@ pub enum Phase {
     Cancel,
 }
 
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Try => "try",
+            Self::Commit => "commit",
+            Self::Cancel => "cancel",
+        }
+    }
+}
+
 /// The participants of a checkout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

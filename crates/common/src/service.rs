@@ -134,17 +134,21 @@ where
     }
 }
 
-/// The whole `main` of a service: telemetry, settings, bind, connect, then `app` until
-/// SIGTERM or Ctrl-C. Binding comes first so that a port clash fails at once.
-pub async fn launch<F, Fut>(app: F) -> Result<()>
+/// The whole `main` of service `name`: telemetry and metrics, settings, bind, connect, then
+/// `app` until SIGTERM or Ctrl-C. Binding comes first so that a port clash fails at once.
+pub async fn launch<F, Fut>(name: &'static str, app: F) -> Result<()>
 where
     F: FnOnce(Deps, TcpListener, CancellationToken) -> Fut,
     Fut: Future<Output = Result<()>>,
 {
-    crate::telemetry::init();
+    crate::telemetry::init(name);
+    crate::metrics::init(name);
     let settings = Settings::from_env()?;
     let shutdown = crate::http::shutdown_on_signal();
     let listener = bind(&settings).await?;
     let deps = Deps::connect(settings).await?;
-    app(deps, listener, shutdown).await
+    crate::metrics::spawn_upkeep(deps.redis.clone(), shutdown.clone());
+    let result = app(deps, listener, shutdown).await;
+    crate::telemetry::shutdown();
+    result
 }

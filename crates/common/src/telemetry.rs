@@ -1,12 +1,126 @@
-//! Logging: `tracing` to stderr, filtered by `RUST_LOG` (default `info`).
+//! Logging and tracing: `tracing` to stderr, filtered by `RUST_LOG` (default `info`), and
+//! OpenTelemetry spans for one trace per checkout.
+//!
+//! The trace context crosses every hop as a W3C `traceparent`: the HTTP request's header (or
+//! a new trace), Kafka message headers from the coordinator to the participants and back.
+//! Spans are exported over OTLP (HTTP/protobuf) only when `OTEL_EXPORTER_OTLP_ENDPOINT` is
+//! set; without it the trace ids are still made, carried and logged: the spans that start a
+//! process's part of a trace have a `trace_id` field, so every log line within them names it.
 
+use std::io::IsTerminal;
+use std::sync::OnceLock;
+
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing::Span;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
-pub fn init() {
+/// The header (HTTP and Kafka) that carries the trace context.
+pub const TRACEPARENT: &str = "traceparent";
+
+static PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
+
+/// Installs logging and tracing for `service` (once per process).
+pub fn init(service: &'static str) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rdkafka=warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
+    // The standard OTEL_SERVICE_NAME wins over the service's own name.
+    let resource = match std::env::var_os("OTEL_SERVICE_NAME") {
+        Some(_) => Resource::builder().build(),
+        None => Resource::builder().with_service_name(service).build(),
+    };
+    let mut provider = SdkTracerProvider::builder().with_resource(resource);
+    let exporting = std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_some_and(|v| !v.is_empty());
+    let mut export_error = None;
+    if exporting {
+        match opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .build()
+        {
+            Ok(exporter) => provider = provider.with_batch_exporter(exporter),
+            Err(e) => export_error = Some(e.to_string()),
+        }
+    }
+    let provider = provider.build();
+    let tracer = provider.tracer(service);
+    let _ = PROVIDER.set(provider);
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_target(false)
+                // Colours only on a terminal: log files stay greppable.
+                .with_ansi(std::io::stderr().is_terminal()),
+        )
+        .with(tracing_opentelemetry::layer().with_tracer(tracer))
         .try_init();
+    if let Some(e) = export_error {
+        tracing::error!(error = %e, "OTLP exporter not built; traces are only logged");
+    }
+}
+
+/// Sends the spans not exported yet (when exporting); call once before the process exits.
+pub fn shutdown() {
+    if let Some(provider) = PROVIDER.get() {
+        let _ = provider.shutdown();
+    }
+}
+
+/// Makes `span` continue the trace of `traceparent` (or start a trace of its own) and records
+/// the trace id in its `trace_id` field, which the span must declare (`trace_id =
+/// tracing::field::Empty`). Call before the span is first entered.
+pub fn continue_trace(span: &Span, traceparent: Option<&str>) {
+    if let Some(value) = traceparent {
+        let parent = TraceContextPropagator::new().extract(&One(value));
+        if parent.span().span_context().is_valid() {
+            let _ = span.set_parent(parent);
+        }
+    }
+    let context = span.context();
+    let otel_span = context.span();
+    let span_context = otel_span.span_context();
+    if span_context.is_valid() {
+        span.record("trace_id", tracing::field::display(span_context.trace_id()));
+    }
+}
+
+/// The `traceparent` of the current span, if it is part of a trace.
+pub fn current_traceparent() -> Option<String> {
+    let context = Span::current().context();
+    if !context.span().span_context().is_valid() {
+        return None;
+    }
+    let mut carrier = Carrier(None);
+    TraceContextPropagator::new().inject_context(&context, &mut carrier);
+    carrier.0
+}
+
+/// A carrier holding one `traceparent` value.
+struct One<'a>(&'a str);
+
+impl Extractor for One<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        (key == TRACEPARENT).then_some(self.0)
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        vec![TRACEPARENT]
+    }
+}
+
+/// Receives the `traceparent` the propagator writes (and ignores `tracestate`).
+struct Carrier(Option<String>);
+
+impl Injector for Carrier {
+    fn set(&mut self, key: &str, value: String) {
+        if key == TRACEPARENT {
+            self.0 = Some(value);
+        }
+    }
 }

@@ -5,8 +5,10 @@
 //! - [`prices`] — item prices from the stock service, over Kafka, cached.
 //! - [`checkout`] — the saga / 2PC coordinator: its state machine, its transaction log and
 //!   its recovery.
+//! - [`console`] — the live console at `/console/`, its assets embedded.
 
 pub mod checkout;
+pub mod console;
 pub mod orders;
 pub mod prices;
 pub mod routes;

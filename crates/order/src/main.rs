@@ -1,4 +1,4 @@
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    Ok(common::service::launch(order::run).await?)
+    Ok(common::service::launch("order", order::run).await?)
 }

@@ -109,15 +109,16 @@ impl Orders {
     /// Replaces orders `"0"..n` at once, unless one of them has a checkout in flight.
     pub async fn batch_init(&self, batch: NewOrders) -> Result<()> {
         let seed = rand::random::<u32>();
-        let answer: Batch = self
-            .batch
+        let mut conn = self.conn();
+        let mut invocation = self.batch.prepare_invoke();
+        invocation
             .arg(batch.n)
             .arg(batch.n_items)
             .arg(batch.n_users)
             .arg(batch.total)
-            .arg(seed)
-            .invoke_async(&mut self.conn())
-            .await?;
+            .arg(seed);
+        let answer: Batch =
+            common::metrics::script("order_batch", invocation.invoke_async(&mut conn)).await?;
         match answer {
             Batch::Ok => Ok(()),
             Batch::InUse(id) => Err(Error::refused(
@@ -162,14 +163,15 @@ impl Orders {
     /// Adds `quantity` of `item_id` costing `cost` in all to order `id`; returns the new total,
     /// as the script computed it in the same atomic step.
     pub async fn add_item(&self, id: &str, item_id: &str, quantity: i64, cost: i64) -> Result<i64> {
-        let answer: AddItem = self
-            .add_item
+        let mut conn = self.conn();
+        let mut invocation = self.add_item.prepare_invoke();
+        invocation
             .key(order_key(id))
             .arg(item_id)
             .arg(quantity)
-            .arg(cost)
-            .invoke_async(&mut self.conn())
-            .await?;
+            .arg(cost);
+        let answer: AddItem =
+            common::metrics::script("add_item", invocation.invoke_async(&mut conn)).await?;
         match answer {
             AddItem::Ok(total) => Ok(total),
             AddItem::Missing => Err(Error::not_found(Noun::Order, id)),

@@ -1,4 +1,4 @@
-//! `/orders/...`: the public HTTP API of the order service.
+//! `/orders/...`: the public HTTP API of the order service (and the console's routes).
 
 use std::sync::Arc;
 
@@ -37,7 +37,8 @@ pub fn router(app: Arc<App>) -> Router {
             "/orders/addItem/{order_id}/{item_id}/{quantity}",
             post(add_item),
         )
-        .route("/orders/checkout/{order_id}", post(checkout));
+        .route("/orders/checkout/{order_id}", post(checkout))
+        .merge(crate::console::routes());
     common::http::with_common_routes(routes, app.deps.readiness()).with_state(app)
 }
 

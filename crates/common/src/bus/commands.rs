@@ -18,7 +18,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
-use super::{BrokerHealth, Bus};
+use super::{BrokerHealth, Bus, LagContext};
 use crate::error::Result;
 use crate::protocol::{Envelope, OrderReply};
 
@@ -60,7 +60,7 @@ where
     let handle = Arc::new(handle);
     let broker = bus.watch_health(shutdown.clone());
     while !shutdown.is_cancelled() {
-        let consumer: StreamConsumer = bus
+        let consumer: StreamConsumer<LagContext> = bus
             .consumer_config()
             .set("group.id", group)
             // Static membership: a replica the watchdog restarts gets its partitions back at once.
@@ -71,7 +71,7 @@ where
             .set("auto.commit.interval.ms", "200")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
-            .create()?;
+            .create_with_context(LagContext)?;
         consumer.subscribe(&[&topic])?;
         consume(
             &bus,
@@ -91,7 +91,7 @@ where
 async fn consume<C, H, F>(
     bus: &Bus,
     broker: &BrokerHealth,
-    consumer: StreamConsumer,
+    consumer: StreamConsumer<LagContext>,
     topic: &str,
     group: &str,
     handle: Arc<H>,
@@ -153,9 +153,15 @@ async fn consume<C, H, F>(
                 };
                 let (partition, offset) = (message.partition(), message.offset());
                 let decoded = Envelope::<C>::decode(message.payload().unwrap_or_default());
+                let traceparent = super::traceparent_of(message.headers());
                 drop(message);
+                // The command continues its checkout's trace; every log line of its handling
+                // carries the transaction id.
+                let tx = decoded.as_ref().map_or("", |e| e.tx.as_str());
+                let span = tracing::info_span!("command", %tx, participant = group, trace_id = tracing::field::Empty);
+                crate::telemetry::continue_trace(&span, traceparent.as_deref());
                 let (bus, handle) = (bus.clone(), handle.clone());
-                in_flight.push_back(async move {
+                let handled = async move {
                     match decoded {
                         Ok(envelope) => {
                             let (tx, reply_to) = (envelope.tx.clone(), envelope.reply_to);
@@ -166,7 +172,8 @@ async fn consume<C, H, F>(
                         Err(e) => tracing::error!(error = %e, partition, offset, "skipping undecodable command"),
                     }
                     (partition, offset)
-                });
+                };
+                in_flight.push_back(tracing::Instrument::instrument(handled, span));
             }
         }
     }

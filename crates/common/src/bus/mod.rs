@@ -9,12 +9,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use rdkafka::ClientConfig;
+use metrics::Histogram;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::ConsumerContext;
 use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::statistics::Statistics;
 use rdkafka::util::Timeout;
+use rdkafka::{ClientConfig, ClientContext};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
@@ -47,6 +51,8 @@ pub struct Bus {
     producer: FutureProducer,
     pub topics: Topics,
     settings: Settings,
+    /// `kafka_produce_duration_seconds` of each topic, registered once.
+    produce_timers: Arc<[(String, Histogram)]>,
 }
 
 impl Bus {
@@ -62,10 +68,18 @@ impl Bus {
             .set("message.timeout.ms", "10000")
             .set("socket.nagle.disable", "true")
             .create()?;
+        let topics = Topics::new(&settings.topic_prefix);
+        let produce_timers = [&topics.stock, &topics.payment, &topics.replies]
+            .map(|topic| {
+                let timer = metrics::histogram!(crate::metrics::KAFKA_PRODUCE_DURATION, "topic" => topic.clone());
+                (topic.clone(), timer)
+            })
+            .into();
         let bus = Self {
             producer,
-            topics: Topics::new(&settings.topic_prefix),
+            topics,
             settings: settings.clone(),
+            produce_timers,
         };
         let deadline = tokio::time::Instant::now() + give_up;
         loop {
@@ -89,7 +103,9 @@ impl Bus {
             .set("socket.nagle.disable", "true")
             .set("fetch.wait.max.ms", self.settings.fetch_wait_ms.to_string())
             .set("fetch.min.bytes", self.settings.fetch_min_bytes.to_string())
-            .set("fetch.error.backoff.ms", "50");
+            .set("fetch.error.backoff.ms", "50")
+            // Feeds `kafka_consumer_lag` (see [`LagContext`]).
+            .set("statistics.interval.ms", "5000");
         config
     }
 
@@ -142,26 +158,38 @@ impl Bus {
         Ok(())
     }
 
-    /// Sends one message and waits until the broker has it (`acks=all`).
+    /// Sends one message, with the current span's trace context in a `traceparent` header,
+    /// and waits until the broker has it (`acks=all`).
     pub async fn send<T: Serialize + DeserializeOwned>(
         &self,
         topic: &str,
         partition: Option<i32>,
         message: &Envelope<T>,
     ) -> Result<()> {
+        let started = std::time::Instant::now();
         let payload = message.encode();
+        let traceparent = crate::telemetry::current_traceparent();
         let mut record = FutureRecord::to(topic).key(&message.tx).payload(&payload);
+        if let Some(value) = &traceparent {
+            record = record.headers(OwnedHeaders::new().insert(Header {
+                key: crate::telemetry::TRACEPARENT,
+                value: Some(value.as_str()),
+            }));
+        }
         if let Some(p) = partition {
             record = record.partition(p);
         }
-        self.producer
+        let sent = self
+            .producer
             .send(record, Timeout::After(Duration::from_secs(5)))
-            .await
-            .map(|_| ())
-            .map_err(|(e, _)| {
-                self.exit_if_fatal();
-                Error::Kafka(e)
-            })
+            .await;
+        if let Some((_, timer)) = self.produce_timers.iter().find(|(t, _)| t == topic) {
+            timer.record(started.elapsed());
+        }
+        sent.map(|_| ()).map_err(|(e, _)| {
+            self.exit_if_fatal();
+            Error::Kafka(e)
+        })
     }
 
     /// An idempotent producer that librdkafka declares fatally failed can send nothing more.
@@ -215,6 +243,38 @@ impl Bus {
         health
     }
 }
+
+/// The `traceparent` header of a received message, if it has one.
+pub fn traceparent_of<H: Headers>(headers: Option<&H>) -> Option<String> {
+    let headers = headers?;
+    headers
+        .iter()
+        .find(|h| h.key == crate::telemetry::TRACEPARENT)
+        .and_then(|h| std::str::from_utf8(h.value?).ok())
+        .map(str::to_owned)
+}
+
+/// The context of every consumer: turns librdkafka's statistics (every 5 s) into
+/// `kafka_consumer_lag{topic, partition}`, the messages between the consumer's position and
+/// the end of each partition it reads.
+pub struct LagContext;
+
+impl ClientContext for LagContext {
+    fn stats(&self, statistics: Statistics) {
+        for (topic, stats) in &statistics.topics {
+            for (partition, p) in &stats.partitions {
+                // -1 is librdkafka's internal partition; negative offsets mean "not read here".
+                if *partition < 0 || p.app_offset < 0 || p.hi_offset < 0 {
+                    continue;
+                }
+                metrics::gauge!(crate::metrics::KAFKA_CONSUMER_LAG, "topic" => topic.clone(), "partition" => partition.to_string())
+                    .set((p.hi_offset - p.app_offset).max(0) as f64);
+            }
+        }
+    }
+}
+
+impl ConsumerContext for LagContext {}
 
 /// Whether the broker answered its last probe (see [`Bus::watch_health`]).
 #[derive(Clone, Debug)]

@@ -14,7 +14,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use super::Bus;
+use super::{Bus, LagContext};
 use crate::error::Result;
 use crate::protocol::{Envelope, OrderReply, ReplyTo};
 
@@ -56,11 +56,11 @@ impl Replies {
     pub fn start(bus: &Bus, shutdown: CancellationToken) -> Result<Self> {
         let settings = bus.settings();
         let partition = (settings.replica_ordinal() % settings.partitions as u32) as i32;
-        let consumer: StreamConsumer = bus
+        let consumer: StreamConsumer<LagContext> = bus
             .consumer_config()
             .set("group.id", format!("{}-replies", settings.replica_id))
             .set("enable.auto.commit", "false")
-            .create()?;
+            .create_with_context(LagContext)?;
         let mut assignment = TopicPartitionList::new();
         assignment.add_partition_offset(&bus.topics.replies, partition, Offset::End)?;
         consumer.assign(&assignment)?;

@@ -20,9 +20,10 @@
 -- busy and records nothing when ARGV[4] allows it: the caller asks again shortly, so a
 -- checkout is never refused for stock that an aborting checkout gives back.
 --
--- Returns {outcome, reason, account key}: outcome is done | refused | busy; a refusal's
--- reason is missing | short | cancelled | not_prepared | already_committed. The state, and
--- so the reply, of a repeated command is the recorded one.
+-- Returns {outcome, reason, account key, replayed}: outcome is done | refused | busy; a
+-- refusal's reason is missing | short | cancelled | not_prepared | already_committed. The
+-- state, and so the reply, of a repeated command is the recorded one, and then replayed is
+-- '1' (else ''): the metrics count such duplicates.
 local record, phase, protocol, field = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
 local may_wait, retention = ARGV[4] == '1', ARGV[5]
 local state = redis.call('HGET', record, 'state')
@@ -64,12 +65,12 @@ end
 
 if phase == 'try' then
   if state == 'taken' or state == 'prepared' or state == 'committed' or state == 'confirmed' then
-    return {'done', '', ''}
+    return {'done', '', '', '1'}
   end
   if state == 'refused' then
-    return {'refused', redis.call('HGET', record, 'reason'), redis.call('HGET', record, 'key')}
+    return {'refused', redis.call('HGET', record, 'reason'), redis.call('HGET', record, 'key'), '1'}
   end
-  if state then return {'refused', 'cancelled', ''} end
+  if state then return {'refused', 'cancelled', '', ''} end
   local seen, wants = {}, {}
   for i = 2, #KEYS do
     if seen[KEYS[i]] then error('account listed twice: ' .. KEYS[i]) end
@@ -79,17 +80,17 @@ if phase == 'try' then
   for i = 2, #KEYS do
     if redis.call('EXISTS', KEYS[i]) == 0 then
       finish('refused', 'reason', 'missing', 'key', KEYS[i])
-      return {'refused', 'missing', KEYS[i]}
+      return {'refused', 'missing', KEYS[i], ''}
     end
   end
   for i = 2, #KEYS do
     local have, held = counter(KEYS[i], field), counter(KEYS[i], 'held')
     if cmp(have, wants[i]) < 0 then
       if may_wait and held ~= '0' and cmp(add(have, held), wants[i]) >= 0 then
-        return {'busy', 'short', KEYS[i]}
+        return {'busy', 'short', KEYS[i], ''}
       end
       finish('refused', 'reason', 'short', 'key', KEYS[i])
-      return {'refused', 'short', KEYS[i]}
+      return {'refused', 'short', KEYS[i], ''}
     end
   end
   local taken = {}
@@ -104,17 +105,18 @@ if phase == 'try' then
   if protocol == 'saga' then state = 'taken' else state = 'prepared' end
   if #taken > 0 then redis.call('HSET', record, unpack(taken)) end
   redis.call('HSET', record, 'state', state)
-  return {'done', '', ''}
+  return {'done', '', '', ''}
 elseif phase == 'commit' then
   -- 2PC: the decision. Saga: the coordinator confirms the action is final.
   if state == 'prepared' or state == 'taken' then
     settle(false)
     finish(state == 'prepared' and 'committed' or 'confirmed')
-    return {'done', '', ''}
+    return {'done', '', '', ''}
   end
-  if state == 'committed' or state == 'confirmed' then return {'done', '', ''} end
-  return {'refused', 'not_prepared', ''}
+  if state == 'committed' or state == 'confirmed' then return {'done', '', '', '1'} end
+  return {'refused', 'not_prepared', '', ''}
 elseif phase == 'cancel' then
+  local replayed = ''
   if not state then
     finish('cancelled')
   elseif state == 'taken' then
@@ -124,8 +126,10 @@ elseif phase == 'cancel' then
     settle(true)
     finish('aborted')
   elseif state == 'committed' or state == 'confirmed' then
-    return {'refused', 'already_committed', ''}
+    return {'refused', 'already_committed', '', ''}
+  elseif state ~= 'refused' then
+    replayed = '1' -- cancelled, compensated or aborted already
   end
-  return {'done', '', ''}
+  return {'done', '', '', replayed}
 end
 return error('unknown phase ' .. tostring(phase))

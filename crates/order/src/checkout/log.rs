@@ -2,8 +2,9 @@
 //! checkout and the set of unfinished ones.
 //!
 //! Keys: `tx:{id}` (hash: the transaction record; expires [`STATE_RETENTION_S`] after it is
-//! final) and `txs:active` (sorted set of unfinished transactions, scored by lease expiry in
-//! ms). `begin` also marks the order (`checkout` → transaction id) and `transition` marks it
+//! final), `txs:active` (sorted set of unfinished transactions, scored by lease expiry in
+//! ms), and for the console `txs:recent` (the last 200 finished) and `stats:{slot}`
+//! (outcomes and latencies per 5 seconds, kept 10 minutes); see `lua/transition.lua`. `begin` also marks the order (`checkout` → transaction id) and `transition` marks it
 //! paid and frees it, in the same atomic steps.
 //!
 //! [`STATE_RETENTION_S`]: common::Settings::state_retention
@@ -19,9 +20,18 @@ use super::machine::{Abort, TxState, abort_fields, abort_from_fields};
 use crate::orders::{number, order_key};
 
 pub const ACTIVE: &str = "txs:active";
+/// The ids of the last 200 finished transactions, newest first (for the console).
+pub const RECENT: &str = "txs:recent";
+/// Seconds each `stats:{slot}` bucket of outcomes and latencies covers (for the console).
+pub const STATS_BUCKET_S: u64 = 5;
 
 pub fn tx_key(id: &str) -> String {
     format!("tx:{id}")
+}
+
+/// The stats bucket of the 5-second slot `slot` (ms since the epoch / 5000).
+pub fn stats_key(slot: u64) -> String {
+    format!("stats:{slot}")
 }
 
 /// A checkout transaction as recorded in Redis.
@@ -128,8 +138,8 @@ impl TxLog {
         owner: &str,
         lease: Duration,
     ) -> Result<Begin> {
-        let BeginReply(status, other, fields) = self
-            .begin
+        let mut invocation = self.begin.prepare_invoke();
+        invocation
             .key(order_key(order_id))
             .key(tx_key(tx_id))
             .key(ACTIVE)
@@ -137,9 +147,10 @@ impl TxLog {
             .arg(order_id)
             .arg(protocol.as_str())
             .arg(owner)
-            .arg(lease.as_millis() as u64)
-            .invoke_async(&mut self.conn())
-            .await?;
+            .arg(lease.as_millis() as u64);
+        let mut conn = self.conn();
+        let BeginReply(status, other, fields) =
+            common::metrics::script("begin", invocation.invoke_async(&mut conn)).await?;
         match status.as_str() {
             "started" => Ok(Begin::Started(record(tx_id, pairs(fields))?)),
             "in_flight" => Ok(Begin::InFlight(other)),
@@ -159,12 +170,27 @@ impl TxLog {
         to: TxState,
         lease: Duration,
     ) -> Result<bool> {
+        self.transition_noting(tx, owner, to, lease, &[]).await
+    }
+
+    /// [`TxLog::transition`], recording `notes` (field, value) in the record in the same step.
+    pub async fn transition_noting(
+        &self,
+        tx: &TxRecord,
+        owner: &str,
+        to: TxState,
+        lease: Duration,
+        notes: &[(String, String)],
+    ) -> Result<bool> {
         let next = if to == tx.state { "" } else { to.as_str() };
+        let slot = common::protocol::now_ms() / (STATS_BUCKET_S * 1000);
         let mut invocation = self.transition.prepare_invoke();
         invocation
             .key(tx_key(&tx.id))
             .key(ACTIVE)
             .key(order_key(&tx.order_id))
+            .key(RECENT)
+            .key(stats_key(slot))
             .arg(owner)
             .arg(tx.state.as_str())
             .arg(next)
@@ -175,7 +201,12 @@ impl TxLog {
             let (code, detail) = abort_fields(abort);
             invocation.arg("code").arg(code).arg("detail").arg(detail);
         }
-        let Transition(written) = invocation.invoke_async(&mut self.conn()).await?;
+        for (field, value) in notes {
+            invocation.arg(field).arg(value);
+        }
+        let mut conn = self.conn();
+        let Transition(written) =
+            common::metrics::script("transition", invocation.invoke_async(&mut conn)).await?;
         Ok(written)
     }
 
@@ -187,16 +218,16 @@ impl TxLog {
         lease: Duration,
         steal_prefix: &str,
     ) -> Result<Claim> {
-        Ok(self
-            .claim
+        let mut invocation = self.claim.prepare_invoke();
+        invocation
             .key(tx_key(tx_id))
             .key(ACTIVE)
             .arg(owner)
             .arg(lease.as_millis() as u64)
             .arg(tx_id)
-            .arg(steal_prefix)
-            .invoke_async(&mut self.conn())
-            .await?)
+            .arg(steal_prefix);
+        let mut conn = self.conn();
+        Ok(common::metrics::script("claim", invocation.invoke_async(&mut conn)).await?)
     }
 
     /// Unfinished transactions whose lease expired, or all of them with `all`, at most `limit`.

@@ -26,12 +26,14 @@ use std::time::Duration;
 
 use common::bus::replies::Replies;
 use common::bus::{BrokerHealth, Bus};
+use common::metrics as m;
 use common::protocol::{
     Envelope, OrderReply, Outcome, Participant, PaymentCommand, Phase, Step, StockCommand, step_key,
 };
 use common::{Error, Noun, Result, Settings, db};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use log::{Begin, Claim, TxLog, TxRecord};
 use machine::{Abort, TxState};
@@ -115,6 +117,19 @@ impl Coordinator {
     /// Checks an order out; `Ok` means it is paid. Idempotent: a paid order answers `Ok` at
     /// once, and a checkout in flight is joined rather than started again.
     pub async fn checkout(self: &Arc<Self>, order_id: &str) -> Result<()> {
+        let started = std::time::Instant::now();
+        let answer = self.settle(order_id).await;
+        let outcome = match &answer {
+            Ok(()) => "committed",
+            Err(e) => e.status_and_code().1,
+        };
+        let protocol = self.settings.protocol.as_str();
+        metrics::counter!(m::CHECKOUTS, "protocol" => protocol, "outcome" => outcome).increment(1);
+        metrics::histogram!(m::CHECKOUT_DURATION, "protocol" => protocol).record(started.elapsed());
+        answer
+    }
+
+    async fn settle(self: &Arc<Self>, order_id: &str) -> Result<()> {
         let deadline = Instant::now() + self.settings.checkout_timeout;
         loop {
             if !self.broker.is_up() {
@@ -256,10 +271,17 @@ impl Coordinator {
             .expect("lock poisoned")
             .insert(tx.id.clone(), receiver.clone());
         let this = self.clone();
+        // A child of the request's span, so in the checkout's trace; a recovered transaction
+        // starts a trace of its own.
+        let span = tracing::info_span!("tx", id = %tx.id, order = %tx.order_id, protocol = tx.protocol.as_str(), trace_id = tracing::field::Empty);
+        if tracing::Span::current().is_none() {
+            common::telemetry::continue_trace(&span, None);
+        }
+        let in_flight = metrics::gauge!(m::CHECKOUTS_IN_FLIGHT);
+        in_flight.increment(1.0);
         tokio::spawn(async move {
             let id = tx.id.clone();
-            let span = tracing::info_span!("tx", %id, order = %tx.order_id, protocol = tx.protocol.as_str());
-            let stopped = tracing::Instrument::instrument(this.drive(tx, &outcome), span).await;
+            let stopped = this.drive(tx, &outcome).instrument(span).await;
             match stopped {
                 Ok(()) | Err(Stop::GaveUp) => {}
                 Err(Stop::Fenced) => {
@@ -269,6 +291,7 @@ impl Coordinator {
                 Err(stop) => tracing::warn!(tx = %id, ?stop, "left to recovery"),
             }
             this.driving.lock().expect("lock poisoned").remove(&id);
+            in_flight.decrement(1.0);
             drop(permit);
         });
         receiver
@@ -292,9 +315,12 @@ impl Coordinator {
                 Phase::Try => self.settings.checkout_timeout,
                 Phase::Commit | Phase::Cancel => 2 * self.settings.checkout_timeout,
             };
-            let answers = self
+            let asked = self
                 .run_phase(&tx, phase, Instant::now() + patience, &mut lease_until)
+                .instrument(tracing::info_span!("phase", phase = phase.as_str()))
                 .await?;
+            let notes = notes(phase, &asked);
+            let answers: Option<Vec<Outcome>> = asked.into_iter().map(|(_, o, _)| o).collect();
             let (next, abort) = match &answers {
                 Some(outcomes) => machine::next(tx.state, outcomes),
                 None if phase == Phase::Try => machine::on_deadline(tx.state),
@@ -317,7 +343,7 @@ impl Coordinator {
                     tracing::error!(code = %r.code, detail = %r.detail, "participant refused a decision");
                 }
             }
-            self.advance(&mut tx, next).await?;
+            self.advance(&mut tx, next, &notes).await?;
             lease_until = Instant::now() + self.settings.lease;
             if next == TxState::Committing {
                 common::failpoint::hit("coordinator_after_decision");
@@ -325,11 +351,17 @@ impl Coordinator {
         }
     }
 
-    /// Writes the next state of `tx` (fenced by our lease) before anything acts on it.
-    async fn advance(&self, tx: &mut TxRecord, next: TxState) -> Result<(), Stop> {
+    /// Writes the next state of `tx` (fenced by our lease) before anything acts on it, with
+    /// `notes` about the phase that led there.
+    async fn advance(
+        &self,
+        tx: &mut TxRecord,
+        next: TxState,
+        notes: &[(String, String)],
+    ) -> Result<(), Stop> {
         let written = db::retry(self.settings.lease, || {
             self.log
-                .transition(tx, &self.owner, next, self.settings.lease)
+                .transition_noting(tx, &self.owner, next, self.settings.lease, notes)
         })
         .await;
         match written {
@@ -344,7 +376,7 @@ impl Coordinator {
     }
 
     /// Sends `phase` to both participants at once and waits for both answers until
-    /// `deadline` (`None` then), resending to a participant that does not answer and renewing
+    /// `deadline` (each `None` then, with how long it was asked), resending to a participant that does not answer and renewing
     /// the lease meanwhile. Stops sending as soon as the lease may be lost or the broker is
     /// away, so no copy of a command is ever sent by a coordinator that no longer owns it.
     async fn run_phase(
@@ -353,9 +385,13 @@ impl Coordinator {
         phase: Phase,
         deadline: Instant,
         lease_until: &mut Instant,
-    ) -> Result<Option<Vec<Outcome>>, Stop> {
-        let asks =
-            futures::future::join_all(Participant::ALL.map(|p| self.ask(tx, p, phase, deadline)));
+    ) -> Result<Vec<Asked>, Stop> {
+        let asks = futures::future::join_all(Participant::ALL.map(|p| async move {
+            let started = Instant::now();
+            let span = tracing::info_span!("ask", participant = p.as_str());
+            let outcome = self.ask(tx, p, phase, deadline).instrument(span).await;
+            (p, outcome, started.elapsed())
+        }));
         tokio::pin!(asks);
         let lease = self.settings.lease;
         let mut renew = tokio::time::interval(lease / 3);
@@ -379,9 +415,7 @@ impl Coordinator {
                         }
                     }
                 }
-                outcomes = &mut asks => {
-                    return Ok(outcomes.into_iter().collect());
-                }
+                asked = &mut asks => return Ok(asked),
             }
         }
     }
@@ -409,6 +443,8 @@ impl Coordinator {
                     outcome: Outcome::Busy,
                     ..
                 }) => {
+                    metrics::counter!(m::BUSY_RETRIES, "participant" => participant.as_str())
+                        .increment(1);
                     // Back off: hundreds of checkouts may wait for the same last units.
                     tokio::time::sleep(busy_pause).await;
                     busy_pause = (busy_pause * 2).min(Duration::from_millis(100));
@@ -420,6 +456,8 @@ impl Coordinator {
                         ?phase,
                         "no answer yet; resending"
                     );
+                    metrics::counter!(m::STEP_RESENDS, "participant" => participant.as_str(), "phase" => phase.as_str())
+                        .increment(1);
                     silence = (silence * 3 / 2).min(4 * self.settings.step_retry);
                 }
             }
@@ -474,11 +512,12 @@ impl Coordinator {
         let Some(mut tx) = self.log.load(tx_id).await? else {
             return Ok(());
         };
+        metrics::counter!(m::RECOVERY_CLAIMS).increment(1);
         let (state, abort) = machine::on_recovery(tx.protocol, tx.state);
         tracing::info!(tx = %tx.id, from = tx.state.as_str(), to = state.as_str(), "recovering transaction");
         if state != tx.state {
             tx.abort = abort;
-            if let Err(stop) = self.advance(&mut tx, state).await {
+            if let Err(stop) = self.advance(&mut tx, state, &[]).await {
                 tracing::info!(?stop, tx = %tx.id, "recovery stopped");
                 return Ok(());
             }
@@ -503,6 +542,30 @@ impl Coordinator {
     pub fn settings(&self) -> &Settings {
         &self.settings
     }
+}
+
+/// One participant's answer to a phase (`None`: silent until the deadline) and how long it
+/// took to come.
+type Asked = (Participant, Option<Outcome>, Duration);
+
+/// What the record notes about a phase, for the console: `a:{participant}:{phase}` →
+/// `{result} {ms}`, result being `done`, `busy`, a refusal code or `silent`.
+fn notes(phase: Phase, asked: &[Asked]) -> Vec<(String, String)> {
+    asked
+        .iter()
+        .map(|(participant, outcome, took)| {
+            let result = match outcome {
+                Some(Outcome::Done) => "done",
+                Some(Outcome::Busy) => "busy",
+                Some(Outcome::Refused(r)) => r.code.as_str(),
+                None => "silent",
+            };
+            (
+                format!("a:{}:{}", participant.as_str(), phase.as_str()),
+                format!("{result} {}", took.as_millis()),
+            )
+        })
+        .collect()
 }
 
 /// The pause before a checkout whose transaction was interrupted starts another one.

@@ -48,6 +48,9 @@ async fn pass(coordinator: &Arc<Coordinator>, all: bool, steal_prefix: &str) -> 
             return false;
         }
     };
+    if !all {
+        metrics::gauge!(common::metrics::EXPIRED_LEASES).set(ids.len() as f64);
+    }
     for id in ids {
         if coordinator.is_driving(&id) {
             continue;

@@ -16,7 +16,8 @@ if fields['checkout'] then return {'in_flight', fields['checkout'], {}} end
 local now = redis.call('TIME')
 local lease = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) + tonumber(ARGV[5])
 local record = {'state', 'trying', 'order', ARGV[2], 'protocol', ARGV[3], 'owner', ARGV[4],
-  'lease', lease, 'user', fields['user'], 'total', fields['total'], 'started', lease - tonumber(ARGV[5])}
+  'lease', lease, 'user', fields['user'], 'total', fields['total'], 'started', lease - tonumber(ARGV[5]),
+  't:trying', lease - tonumber(ARGV[5])}
 for k, v in pairs(fields) do
   if string.sub(k, 1, 2) == 'i:' then
     record[#record + 1] = k
