@@ -34,7 +34,7 @@ async fn the_consistency_procedure_sells_exactly_the_stock(protocol: Protocol) {
     .await;
     let answers = futures::future::join_all(orders.iter().map(|order| {
         let api = api.clone();
-        async move { api.checkout(&order).await }
+        async move { api.checkout(order).await }
     }))
     .await;
     let server_errors = answers

@@ -323,7 +323,7 @@ async fn a_frozen_broker_costs_time_never_correctness(protocol: Protocol) {
     faulty.freeze("kafka", true);
     let answers = futures::future::join_all(orders.iter().map(|(order, _)| {
         let api = api.clone();
-        async move { api.checkout(&order).await }
+        async move { api.checkout(order).await }
     }))
     .await;
     faulty.freeze("kafka", false);
@@ -406,7 +406,7 @@ async fn poisoned_commands_never_stop_a_partition(protocol: Protocol) {
     }
     let answers = futures::future::join_all(orders.iter().map(|order| {
         let api = api.clone();
-        async move { api.checkout(&order).await }
+        async move { api.checkout(order).await }
     }))
     .await;
     for answer in answers {
