@@ -374,7 +374,7 @@ check "defaults: lint, render, validate" chart_case defaults -- \
   "docs['HorizontalPodAutoscaler/webshop-stock']['spec']['minReplicas'] == 2" \
   "'HorizontalPodAutoscaler/webshop-payment' in docs and 'HorizontalPodAutoscaler/webshop-order' not in docs" \
   "all(f'PodDisruptionBudget/webshop-{s}' in docs for s in ('order', 'stock', 'payment'))" \
-  "sorted(p['path'] for p in docs['Ingress/webshop-api']['spec']['rules'][0]['http']['paths']) == ['/orders/', '/payment/', '/stock/']" \
+  "sorted(p['path'] for p in docs['Ingress/webshop-api']['spec']['rules'][0]['http']['paths']) == ['/console/', '/orders/', '/payment/', '/stock/']" \
   "[p['path'] for p in docs['Ingress/webshop-checkout']['spec']['rules'][0]['http']['paths']] == ['/orders/checkout/']" \
   "'non_idempotent' in docs['Ingress/webshop-checkout']['metadata']['annotations']['nginx.ingress.kubernetes.io/proxy-next-upstream']" \
   "'non_idempotent' not in docs['Ingress/webshop-api']['metadata']['annotations']['nginx.ingress.kubernetes.io/proxy-next-upstream']" \
