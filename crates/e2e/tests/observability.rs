@@ -13,6 +13,10 @@ use tokio::sync::OnceCell;
 
 /// One stack for this binary. Participants log each step at debug level, so that the trace
 /// test can find a checkout's lines in their logs.
+/// The tests take turns: the console lists the latest transactions, so another test's 200
+/// checkouts running at the same time could push this test's order off the page.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn stack() -> &'static Stack {
     static STACK: OnceCell<Stack> = OnceCell::const_new();
     STACK
@@ -87,6 +91,7 @@ async fn promtool_check(service: &str, exposition: &str) {
 
 #[tokio::test]
 async fn every_service_exposes_valid_metrics_and_checkouts_are_counted() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let stack = stack().await;
     let api = Api::new(stack);
     let [(_, order_url), _, _] = service_urls(stack);
@@ -170,6 +175,7 @@ fn without_ansi(line: &str) -> String {
 
 #[tokio::test]
 async fn one_checkout_is_one_trace_across_the_services() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let stack = stack().await;
     let api = Api::new(stack);
     let item = api.new_item(5, 10).await;
@@ -235,6 +241,7 @@ async fn rendered_dom(url: &str, profile: &Path) -> String {
 
 #[tokio::test]
 async fn the_console_shows_a_checkout_in_a_real_browser() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let stack = stack().await;
     let api = Api::new(stack);
     let item = api.new_item(3, 5).await;
