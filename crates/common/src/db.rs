@@ -48,9 +48,10 @@ pub async fn is_ready(conn: &ConnectionManager) -> bool {
     matches!(answer, Ok(Ok(_)))
 }
 
-/// How long a participant retries a command while its Redis is away before it parks the
-/// command (logs it and moves on). Nothing is lost by parking: the coordinator sends every
-/// command again until it is answered, so a partition never stalls behind one command.
+/// How long a participant retries a command while its Redis is away before it parks it (logs
+/// it and moves on). Nothing is lost by parking a try or a cancel: the coordinator sends it
+/// again until it is answered, so a partition never stalls behind one. A commit, which is not
+/// answered, is never parked (see [`Ledger::apply`](crate::ledger::Ledger::apply)).
 pub const COMMAND_PATIENCE: Duration = Duration::from_secs(5);
 
 /// How long a read waits for its Redis to come back (a restart takes well under a second)

@@ -367,11 +367,17 @@ impl Ledger {
         Ok((Outcome::Refused(refusal), replayed))
     }
 
-    /// Applies one command's step as a participant must, and returns the reply to send, or
-    /// `None` when the command is parked: it could not be applied (Redis stayed away past
-    /// [`COMMAND_PATIENCE`](crate::db::COMMAND_PATIENCE), or the script refused to run it),
-    /// so it is logged and left; the coordinator sends it again until it is answered, and
-    /// settles the checkout on its deadline otherwise.
+    /// Applies one command's step as a participant must, and returns its outcome as a reply
+    /// (the command loop sends it, except for a commit, see [`Phase::is_answered`]), or
+    /// `None` when the command is parked: the script refused to run it, or Redis stayed away
+    /// past [`COMMAND_PATIENCE`](crate::db::COMMAND_PATIENCE). A parked command is logged and
+    /// left; the coordinator sends it again until it is answered, and settles the checkout
+    /// on its deadline otherwise.
+    ///
+    /// A commit is never parked for a transient failure: nobody would send it again, so it
+    /// waits for Redis as long as it takes (logging every few seconds), and the partition
+    /// waits behind it. Nothing else on that partition could be applied meanwhile either, since
+    /// every command needs the same Redis; readiness reports the outage.
     ///
     /// A try older than half the records' retention is answered [`Code::Expired`] and not
     /// applied: it may be a stale copy whose step record is already gone.
@@ -398,6 +404,13 @@ impl Ledger {
         })
     }
 
+    /// The command loop's answer to a step: [`Ledger::apply`]'s reply; nothing to a commit,
+    /// which is applied all the same.
+    pub async fn answer<C>(&self, envelope: &Envelope<C>, step: &Step) -> Option<OrderReply> {
+        let reply = self.apply(envelope, step).await;
+        reply.filter(|_| step.phase.is_answered())
+    }
+
     /// The outcome of the step, and whether it was replayed from the record; `None` parks.
     async fn apply_step<C>(&self, envelope: &Envelope<C>, step: &Step) -> Option<(Outcome, bool)> {
         let participant = self.kind.participant;
@@ -413,9 +426,19 @@ impl Ledger {
             );
             (Outcome::Refused(refusal), false)
         } else {
-            let applied =
+            let mut applied =
                 crate::db::retry(crate::db::COMMAND_PATIENCE, || self.step_replayed(tx, step))
                     .await;
+            while let Err(e) = &applied
+                && !step.phase.is_answered()
+                && e.is_transient()
+            {
+                tracing::error!(error = %e, %tx, phase = ?step.phase, participant = participant.as_str(),
+                    "commit cannot be applied yet; still trying (its partition waits)");
+                applied =
+                    crate::db::retry(crate::db::COMMAND_PATIENCE, || self.step_replayed(tx, step))
+                        .await;
+            }
             match applied {
                 Ok(answer) => answer,
                 Err(e) => {
@@ -427,6 +450,12 @@ impl Ledger {
         };
         if step.phase == Phase::Try {
             crate::failpoint::hit(&format!("{}_after_try", participant.as_str()));
+        }
+        if let (Outcome::Refused(r), false) = (&outcome, step.phase.is_answered()) {
+            // Nobody hears this refusal: a copy redelivered after its record expired, or
+            // records that contradict the logged decision.
+            tracing::error!(%tx, phase = ?step.phase, code = %r.code, detail = %r.detail,
+                participant = participant.as_str(), "commit refused");
         }
         tracing::debug!(%tx, phase = ?step.phase, ?outcome, replayed, participant = participant.as_str(), "step");
         Some((outcome, replayed))

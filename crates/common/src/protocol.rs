@@ -110,6 +110,18 @@ impl Phase {
             Self::Cancel => "cancel",
         }
     }
+
+    /// Whether the participant answers this step. A try is asked. A cancel is asked too: a
+    /// refused checkout is answered only once it is undone everywhere, so a client that reads
+    /// stock and credit next sees them given back. A commit is only told: the client was
+    /// answered when the decision was logged, what it reads is already final (the try took
+    /// the amounts), and once the broker holds the commit durably (idempotent producer,
+    /// `acks=all`) the participant's consumer group delivers it until it is applied (see
+    /// [`Ledger::apply`](crate::ledger::Ledger::apply)); waiting for an acknowledgement
+    /// would cost two messages per checkout and add no guarantee.
+    pub fn is_answered(self) -> bool {
+        !matches!(self, Self::Commit)
+    }
 }
 
 /// The participants of a checkout.

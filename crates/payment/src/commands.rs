@@ -10,6 +10,6 @@ pub fn handle(
 ) -> BoxFuture<'static, Option<OrderReply>> {
     Box::pin(async move {
         let PaymentCommand::Step(step) = &envelope.body;
-        app.ledger.apply(&envelope, step).await
+        app.ledger.answer(&envelope, step).await
     })
 }

@@ -14,7 +14,7 @@ pub fn handle(
 ) -> BoxFuture<'static, Option<OrderReply>> {
     Box::pin(async move {
         match &envelope.body {
-            StockCommand::Step(step) => app.ledger.apply(&envelope, step).await,
+            StockCommand::Step(step) => app.ledger.answer(&envelope, step).await,
             StockCommand::Price { item_id } => match app.ledger.find(item_id).await {
                 Ok(item) => Some(OrderReply::Price {
                     item_id: item_id.clone(),

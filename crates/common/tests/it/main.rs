@@ -5,6 +5,7 @@
 //! - `model` — a property test: random sequences of steps and direct adjustments, with
 //!   amounts around 2^53 and i64::MAX, compared step by step with a pure model.
 
+mod decisions;
 mod ledger;
 mod model;
 

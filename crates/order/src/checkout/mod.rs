@@ -67,8 +67,8 @@ enum Stop {
     LeaseLost,
     /// The broker does not answer: we stop renewing, so a replica that reaches it takes over.
     Handover,
-    /// The participants did not answer a commit or cancel before its deadline; recovery
-    /// resumes it once the lease expires.
+    /// The participants did not answer a cancel, or the broker did not take a commit, before
+    /// the phase's deadline; recovery resumes it once the lease expires.
     GaveUp,
     /// Redis stayed away while writing the next state.
     Failed(Error),
@@ -327,7 +327,7 @@ impl Coordinator {
                 None => {
                     tracing::warn!(
                         ?phase,
-                        "participants silent past the deadline; left to recovery"
+                        "decision not delivered before the deadline; left to recovery"
                     );
                     return Err(Stop::GaveUp);
                 }
@@ -338,9 +338,11 @@ impl Coordinator {
             if abort.is_some() {
                 tx.abort = abort;
             }
-            for o in answers.iter().flatten() {
-                if let (Outcome::Refused(r), Phase::Commit | Phase::Cancel) = (o, phase) {
-                    tracing::error!(code = %r.code, detail = %r.detail, "participant refused a decision");
+            if phase == Phase::Cancel {
+                for o in answers.iter().flatten() {
+                    if let Outcome::Refused(r) = o {
+                        tracing::error!(code = %r.code, detail = %r.detail, "participant refused a cancel");
+                    }
                 }
             }
             self.advance(&mut tx, next, &notes).await?;
@@ -422,7 +424,7 @@ impl Coordinator {
 
     /// Asks one participant for one phase until it answers for good or `deadline` passes:
     /// resending, backing off, when it is silent, and asking again shortly when it is busy
-    /// (its shortage may yet be released).
+    /// (its shortage may yet be released). A commit is only told (see [`Coordinator::tell`]).
     async fn ask(
         &self,
         tx: &TxRecord,
@@ -430,6 +432,9 @@ impl Coordinator {
         phase: Phase,
         deadline: Instant,
     ) -> Option<Outcome> {
+        if !phase.is_answered() {
+            return self.tell(tx, participant, phase, deadline).await;
+        }
         let mut busy_pause = Duration::from_millis(2);
         let mut silence = self.settings.step_retry;
         while Instant::now() < deadline {
@@ -459,6 +464,37 @@ impl Coordinator {
                     metrics::counter!(m::STEP_RESENDS, "participant" => participant.as_str(), "phase" => phase.as_str())
                         .increment(1);
                     silence = (silence * 3 / 2).min(4 * self.settings.step_retry);
+                }
+            }
+        }
+        None
+    }
+
+    /// Sends a commit until the broker holds it durably (`Done`), or `deadline` passes
+    /// (`None`). The participant does not answer it ([`Phase::is_answered`]): from the broker
+    /// on, its consumer group delivers the commit until it is applied. Every copy of the try
+    /// was sent before (under the same lease), so on the participant's partition the commit
+    /// comes after all of them.
+    async fn tell(
+        &self,
+        tx: &TxRecord,
+        participant: Participant,
+        phase: Phase,
+        deadline: Instant,
+    ) -> Option<Outcome> {
+        let mut pause = Duration::from_millis(50);
+        while Instant::now() < deadline {
+            match self.send(tx, participant, phase).await {
+                Ok(()) => return Some(Outcome::Done),
+                Err(e) => {
+                    tracing::warn!(error = %e, participant = participant.as_str(), ?phase, "commit not sent yet");
+                    metrics::counter!(m::STEP_RESENDS, "participant" => participant.as_str(), "phase" => phase.as_str())
+                        .increment(1);
+                    tokio::time::sleep(
+                        pause.min(deadline.saturating_duration_since(Instant::now())),
+                    )
+                    .await;
+                    pause = (pause * 2).min(self.settings.step_retry);
                 }
             }
         }
@@ -549,12 +585,14 @@ impl Coordinator {
 type Asked = (Participant, Option<Outcome>, Duration);
 
 /// What the record notes about a phase, for the console: `a:{participant}:{phase}` →
-/// `{result} {ms}`, result being `done`, `busy`, a refusal code or `silent`.
+/// `{result} {ms}`, result being `done` (`sent` for a commit), `busy`, a refusal code or
+/// `silent`.
 fn notes(phase: Phase, asked: &[Asked]) -> Vec<(String, String)> {
     asked
         .iter()
         .map(|(participant, outcome, took)| {
             let result = match outcome {
+                Some(Outcome::Done) if !phase.is_answered() => "sent",
                 Some(Outcome::Done) => "done",
                 Some(Outcome::Busy) => "busy",
                 Some(Outcome::Refused(r)) => r.code.as_str(),

@@ -132,6 +132,7 @@ function stepCell(tx, participant) {
 }
 
 function resultClass(result) {
+  if (result === "sent") return "r-done"; // a commit, durably in the broker
   if (result === "done" || result === "busy" || result === "silent") return "r-" + result;
   return "r-refused";
 }

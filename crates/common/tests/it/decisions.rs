@@ -1,0 +1,129 @@
+//! A commit is not answered, so nobody would send it again: a participant must never park
+//! one. A try may be parked (its coordinator resends it); a commit waits for Redis as long as
+//! it takes, then applies.
+
+use std::time::Duration;
+
+use common::protocol::{Envelope, OrderReply, Outcome, Phase, Protocol, ReplyTo, StockCommand};
+use redis::AsyncCommands;
+
+use super::{redis, step};
+
+fn command(
+    tx: &str,
+    phase: Phase,
+    lines: &[(&str, i64)],
+) -> (Envelope<StockCommand>, common::protocol::Step) {
+    let step = step(phase, Protocol::TwoPc, lines);
+    let envelope = Envelope::new(
+        tx,
+        ReplyTo { partition: 0 },
+        StockCommand::Step(step.clone()),
+    );
+    (envelope, step)
+}
+
+#[tokio::test]
+async fn a_commit_outlasts_a_redis_that_refuses_writes_and_a_try_is_parked() {
+    let (_server, ledger, mut conn) = redis().await;
+    let _: () = conn
+        .hset_multiple("item:a", &[("stock", 10), ("price", 1)])
+        .await
+        .unwrap();
+    let (prepare, try_step) = command("t1", Phase::Try, &[("a", 3)]);
+    assert!(matches!(
+        ledger.answer(&prepare, &try_step).await,
+        Some(OrderReply::Step {
+            outcome: Outcome::Done,
+            ..
+        })
+    ));
+
+    // Redis now refuses every write (out of memory: a transient failure) for longer than a
+    // participant's patience with a try.
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg("1")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let (commit, commit_step) = command("t1", Phase::Commit, &[]);
+    let decision = tokio::spawn({
+        let ledger = ledger.clone();
+        async move { ledger.apply(&commit, &commit_step).await }
+    });
+    let (other, other_step) = command("t2", Phase::Try, &[("a", 1)]);
+    let parked = tokio::time::timeout(Duration::from_secs(20), ledger.answer(&other, &other_step))
+        .await
+        .expect("a try gives up after the participant's patience");
+    assert!(
+        parked.is_none(),
+        "a try Redis refused was answered: {parked:?}"
+    );
+    assert!(!decision.is_finished(), "the commit gave up like the try");
+
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg("0")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let applied = tokio::time::timeout(Duration::from_secs(10), decision)
+        .await
+        .expect("the commit applies once Redis takes writes again")
+        .unwrap();
+    assert!(matches!(
+        applied,
+        Some(OrderReply::Step {
+            outcome: Outcome::Done,
+            ..
+        })
+    ));
+    let (stock, held): (i64, Option<i64>) = redis::pipe()
+        .hget("item:a", "stock")
+        .hget("item:a", "held")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        (stock, held.unwrap_or(0)),
+        (7, 0),
+        "the commit did not take effect once"
+    );
+}
+
+#[tokio::test]
+async fn commits_are_applied_but_not_answered_and_cancels_are_answered() {
+    let (_server, ledger, mut conn) = redis().await;
+    let _: () = conn
+        .hset_multiple("item:a", &[("stock", 10), ("price", 1)])
+        .await
+        .unwrap();
+    for (tx, decision) in [("c", Phase::Commit), ("x", Phase::Cancel)] {
+        let (prepare, try_step) = command(tx, Phase::Try, &[("a", 4)]);
+        assert!(
+            ledger.answer(&prepare, &try_step).await.is_some(),
+            "a try is answered"
+        );
+        let (decided, step) = command(tx, decision, &[]);
+        let answer = ledger.answer(&decided, &step).await;
+        assert_eq!(
+            answer.is_some(),
+            decision == Phase::Cancel,
+            "{decision:?} answered {answer:?}"
+        );
+    }
+    let (stock, held): (i64, Option<i64>) = redis::pipe()
+        .hget("item:a", "stock")
+        .hget("item:a", "held")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        (stock, held.unwrap_or(0)),
+        (6, 0),
+        "one reservation committed, one given back"
+    );
+}
