@@ -1,10 +1,14 @@
 //! Test support for the end-to-end suites: one real stack per test binary and protocol
-//! (started on first use, stopped when the test process exits) and a small HTTP client.
+//! (started on first use, stopped when the test process exits) and a small HTTP client;
+//! and, for service-level tests, services spawned in the test process ([`spawn`]).
+
+pub mod spawn;
 
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::Value;
+pub use spawn::{App, Service, Shop, spawn_app, spawn_shop};
 pub use stack::{Protocol, Stack, StackConfig};
 use tokio::sync::OnceCell;
 
