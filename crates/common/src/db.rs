@@ -82,14 +82,15 @@ where
     }
 }
 
-/// An array of bulk strings, as Redis sends a script's reply: for tests of reply decoders.
-pub fn bulk(items: &[&str]) -> redis::Value {
-    redis::Value::Array(
+/// Decodes `items` sent as Redis sends a script's reply (an array of bulk strings): for tests
+/// of reply decoders.
+pub fn decode_reply<T: redis::FromRedisValue>(items: &[&str]) -> Result<T, redis::ParsingError> {
+    T::from_redis_value(redis::Value::Array(
         items
             .iter()
             .map(|s| redis::Value::BulkString(s.as_bytes().to_vec()))
             .collect(),
-    )
+    ))
 }
 
 /// `0..n` in consecutive ranges of at most `size`: the pipelines of a `batch_init`.

@@ -495,37 +495,41 @@ mod tests {
 
     #[test]
     fn script_replies_decode_and_unknown_ones_fail() {
+        use crate::db::decode_reply;
         assert_eq!(
-            StepReply::from_redis_value(crate::db::bulk(&["refused", "short", "item:1", ""]))
-                .unwrap(),
+            decode_reply::<StepReply>(&["refused", "short", "item:1", ""]).unwrap(),
             StepReply {
                 answer: StepAnswer::Refused(Reason::Short, "item:1".into()),
                 replayed: false
             }
         );
         assert_eq!(
-            StepReply::from_redis_value(crate::db::bulk(&["done", "", "", "1"])).unwrap(),
+            decode_reply::<StepReply>(&["done", "", "", "1"]).unwrap(),
             StepReply {
                 answer: StepAnswer::Done,
                 replayed: true
             }
         );
-        assert!(
-            StepReply::from_redis_value(crate::db::bulk(&["refused", "nope", "", ""])).is_err()
-        );
-        assert!(StepReply::from_redis_value(crate::db::bulk(&["maybe", "", "", ""])).is_err());
-        assert!(StepReply::from_redis_value(crate::db::bulk(&["done", "", ""])).is_err());
-        assert!(StepReply::from_redis_value(crate::db::bulk(&["done", "", "", "yes"])).is_err());
         assert_eq!(
-            Adjusted::from_redis_value(crate::db::bulk(&["short", "3"])).unwrap(),
+            decode_reply::<Adjusted>(&["short", "3"]).unwrap(),
             Adjusted::Short(3)
         );
-        assert!(Adjusted::from_redis_value(crate::db::bulk(&["ok", "x"])).is_err());
-        assert!(Adjusted::from_redis_value(crate::db::bulk(&["weird", "1"])).is_err());
         assert_eq!(
-            Batch::from_redis_value(crate::db::bulk(&["in_use", "7"])).unwrap(),
+            decode_reply::<Batch>(&["in_use", "7"]).unwrap(),
             Batch::InUse("7".into())
         );
-        assert!(Batch::from_redis_value(crate::db::bulk(&["nope", ""])).is_err());
+        let unknown_steps: [&[&str]; 4] = [
+            &["refused", "nope", "", ""],
+            &["maybe", "", "", ""],
+            &["done", "", ""],
+            &["done", "", "", "yes"],
+        ];
+        for reply in unknown_steps {
+            assert!(decode_reply::<StepReply>(reply).is_err(), "{reply:?}");
+        }
+        for reply in [["ok", "x"], ["weird", "1"]] {
+            assert!(decode_reply::<Adjusted>(&reply).is_err(), "{reply:?}");
+        }
+        assert!(decode_reply::<Batch>(&["nope", ""]).is_err());
     }
 }

@@ -9,6 +9,7 @@
 //! - [`protocol`] — every Kafka message, one enum per topic.
 //! - [`bus`] — the Kafka producer, the participants' command loop and the order replies.
 //! - [`db`] — Redis connections and retries.
+//! - [`periodic`] — background loops on a fixed period until shutdown.
 //! - [`ledger`] — the participants' accounts and exactly-once transaction steps (Lua, with
 //!   exact 64-bit arithmetic).
 //! - [`http`] — health endpoints, JSON fallbacks, the shutdown signal.
@@ -23,6 +24,7 @@ pub mod http;
 pub mod input;
 pub mod ledger;
 pub mod metrics;
+pub mod periodic;
 pub mod protocol;
 pub mod service;
 pub mod settings;

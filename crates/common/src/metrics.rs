@@ -164,36 +164,35 @@ fn describe() {
 /// between scrapes) and reads the memory of the service's Redis.
 pub fn spawn_upkeep(redis: ConnectionManager, shutdown: CancellationToken) {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(5));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = tick.tick() => {}
-            }
+        crate::periodic::every(Duration::from_secs(5), &shutdown, || {
             install().run_upkeep();
-            let mut conn = redis.clone();
-            let mut info = redis::cmd("INFO");
-            info.arg("memory");
-            match tokio::time::timeout(
-                Duration::from_secs(2),
-                info.query_async::<String>(&mut conn),
-            )
-            .await
-            {
-                Ok(Ok(info)) => {
-                    let (used, max) = memory_of(&info);
-                    metrics::gauge!(REDIS_USED_MEMORY).set(used);
-                    metrics::gauge!(REDIS_MAX_MEMORY).set(max);
-                }
-                Ok(Err(e)) => {
-                    metrics::counter!(REDIS_ERRORS).increment(1);
-                    tracing::debug!(error = %e, "INFO memory failed");
-                }
-                Err(_) => tracing::debug!("INFO memory timed out"),
-            }
-        }
+            read_redis_memory(redis.clone())
+        })
+        .await
     });
+}
+
+/// Sets the Redis memory gauges from `INFO memory`, waiting at most 2 s for it.
+async fn read_redis_memory(mut conn: ConnectionManager) {
+    let mut info = redis::cmd("INFO");
+    info.arg("memory");
+    match tokio::time::timeout(
+        Duration::from_secs(2),
+        info.query_async::<String>(&mut conn),
+    )
+    .await
+    {
+        Ok(Ok(info)) => {
+            let (used, max) = memory_of(&info);
+            metrics::gauge!(REDIS_USED_MEMORY).set(used);
+            metrics::gauge!(REDIS_MAX_MEMORY).set(max);
+        }
+        Ok(Err(e)) => {
+            metrics::counter!(REDIS_ERRORS).increment(1);
+            tracing::debug!(error = %e, "INFO memory failed");
+        }
+        Err(_) => tracing::debug!("INFO memory timed out"),
+    }
 }
 
 /// `used_memory` and `maxmemory` from the text of `INFO memory`.

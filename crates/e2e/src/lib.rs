@@ -1,10 +1,14 @@
 //! Test support for the end-to-end suites: one real stack per test binary and protocol
-//! (started on first use, stopped when the test process exits) and a small HTTP client.
+//! (started on first use, stopped when the test process exits) and a small HTTP client;
+//! and, for service-level tests, services spawned in the test process ([`spawn`]).
+
+pub mod spawn;
 
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::Value;
+pub use spawn::{App, Service, Shop, spawn_app, spawn_shop};
 pub use stack::{Protocol, Stack, StackConfig};
 use tokio::sync::OnceCell;
 
@@ -200,9 +204,56 @@ impl Api {
         id
     }
 
+    /// A new item at `price` with `stock` units, a new user with `credit`, and an order of
+    /// that user for `quantity` units of the item: `(item, user, order)`.
+    pub async fn one_item_order(
+        &self,
+        price: i64,
+        stock: i64,
+        credit: i64,
+        quantity: i64,
+    ) -> (String, String, String) {
+        let item = self.new_item(price, stock).await;
+        let user = self.new_user(credit).await;
+        let order = self.new_order(&user, &[(&item, quantity)]).await;
+        (item, user, order)
+    }
+
+    /// `n` new users with `credit` each, every one with an order of one unit of `item`:
+    /// `(order, user)` pairs.
+    pub async fn one_unit_orders(
+        &self,
+        item: &str,
+        n: usize,
+        credit: i64,
+    ) -> Vec<(String, String)> {
+        let mut orders = Vec::with_capacity(n);
+        for _ in 0..n {
+            let user = self.new_user(credit).await;
+            orders.push((self.new_order(&user, &[(item, 1)]).await, user));
+        }
+        orders
+    }
+
     /// Checks `order` out once.
     pub async fn checkout(&self, order: &str) -> Reply {
         self.post(&format!("/orders/checkout/{order}")).await
+    }
+
+    /// Checks `order` out until the answer is definite (2xx or 4xx), as a client retries a
+    /// 503 or a lost connection (checkout is idempotent); panics after two minutes.
+    pub async fn checkout_until_definite(&self, order: &str) -> Reply {
+        let path = format!("/orders/checkout/{order}");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            match self.try_post(&path).await {
+                Ok(reply) if !reply.status.is_server_error() => return reply,
+                _ if tokio::time::Instant::now() > deadline => {
+                    panic!("checkout of {order} never got a definite answer")
+                }
+                _ => tokio::time::sleep(Duration::from_millis(250)).await,
+            }
+        }
     }
 
     /// The stock of `item` and the credit of `user`.
@@ -222,6 +273,12 @@ impl Api {
             .expect_ok()["credit"]
             .as_i64()
             .expect("credit")
+    }
+
+    pub async fn total_cost(&self, order: &str) -> i64 {
+        self.get(&format!("/orders/find/{order}")).await.expect_ok()["total_cost"]
+            .as_i64()
+            .expect("total_cost")
     }
 
     pub async fn paid(&self, order: &str) -> bool {

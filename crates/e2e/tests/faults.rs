@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use e2e::{Api, Protocol, Stack, StackConfig, eventually};
+use e2e::{Api, Protocol, Reply, Stack, StackConfig, eventually};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use redis::AsyncCommands;
@@ -25,8 +25,9 @@ struct Faulty {
     failpoints: PathBuf,
 }
 
-/// The stack of this binary, and a guard that keeps the crash tests apart.
-async fn stack(protocol: Protocol) -> (&'static Faulty, MutexGuard<'static, ()>) {
+/// The stack of this binary, a guard that keeps the crash tests apart, and a client of the
+/// stack's gateway.
+async fn stack(protocol: Protocol) -> (&'static Faulty, MutexGuard<'static, ()>, Api) {
     static SAGA: (OnceCell<Faulty>, Mutex<()>) = (OnceCell::const_new(), Mutex::const_new(()));
     static TWO_PC: (OnceCell<Faulty>, Mutex<()>) = (OnceCell::const_new(), Mutex::const_new(()));
     let (stack, one_at_a_time) = match protocol {
@@ -49,7 +50,7 @@ async fn stack(protocol: Protocol) -> (&'static Faulty, MutexGuard<'static, ()>)
             }
         })
         .await;
-    (faulty, guard)
+    (faulty, guard, Api::new(&faulty.stack))
 }
 
 impl Faulty {
@@ -111,53 +112,34 @@ impl Faulty {
     }
 }
 
-/// A shop with one order of `quantity` units at `price` for a user with `credit`.
-async fn shop(
-    api: &Api,
-    stock: i64,
-    price: i64,
-    credit: i64,
-    quantity: i64,
-) -> (String, String, String) {
-    let item = api.new_item(price, stock).await;
-    let user = api.new_user(credit).await;
-    let order = api.new_order(&user, &[(&item, quantity)]).await;
-    (item, user, order)
-}
-
-/// Retries a checkout until it gets a definite (2xx or 4xx) answer, as a client would.
-async fn checkout_until_definite(api: &Api, order: &str) -> bool {
-    let path = format!("/orders/checkout/{order}");
-    for _ in 0..60 {
-        match api.try_post(&path).await {
-            Ok(reply) if reply.status.is_success() => return true,
-            Ok(reply) if reply.status.is_client_error() => return false,
-            _ => tokio::time::sleep(Duration::from_millis(250)).await,
-        }
-    }
-    panic!("checkout of {order} never got a definite answer");
-}
-
-async fn coordinator_crash_before_the_decision(protocol: Protocol) {
-    let (faulty, _one) = stack(protocol).await;
-    let api = Api::new(&faulty.stack);
-    let (item, user, order) = shop(&api, 10, 5, 100, 2).await;
+/// Arms `failpoint` of the coordinator, checks `order` out, asserts that the failpoint crashed
+/// order-1, and waits until the watchdog has it running again. Returns the checkout's answer,
+/// if it got one.
+async fn crash_order_1(faulty: &Faulty, order: &str, failpoint: &str) -> reqwest::Result<Reply> {
     let old = faulty.stack.pid("order-1").expect("order-1 pid");
-    faulty.arm("coordinator_before_decision");
-    let answer = api.try_post(&format!("/orders/checkout/{order}")).await;
+    faulty.arm(failpoint);
+    let checkout = format!("/orders/checkout/{order}");
+    let answer = Api::new(&faulty.stack).try_post(&checkout).await;
     assert!(
-        !faulty.armed("coordinator_before_decision"),
-        "the failpoint was not reached: {answer:?}"
-    );
-    assert!(
-        answer.map(|r| !r.status.is_success()).unwrap_or(true),
-        "no 2xx from a crashed coordinator"
+        !faulty.armed(failpoint),
+        "the failpoint {failpoint} was not reached: {answer:?}"
     );
     faulty
         .stack
         .wait_restarted("order-1", old, SETTLE)
         .await
         .expect("order-1 restarted");
+    answer
+}
+
+async fn coordinator_crash_before_the_decision(protocol: Protocol) {
+    let (faulty, _one, api) = stack(protocol).await;
+    let (item, user, order) = api.one_item_order(5, 10, 100, 2).await;
+    let answer = crash_order_1(faulty, &order, "coordinator_before_decision").await;
+    assert!(
+        answer.map(|r| !r.status.is_success()).unwrap_or(true),
+        "no 2xx from a crashed coordinator"
+    );
     let settled = eventually(SETTLE, || async {
         let (stock, credit, paid) = (
             api.stock_of(&item).await,
@@ -174,7 +156,7 @@ async fn coordinator_crash_before_the_decision(protocol: Protocol) {
     .await;
     assert!(settled, "the interrupted transaction did not reach its end");
     // The client's retry is answered, and nothing is taken twice.
-    assert!(checkout_until_definite(&api, &order).await);
+    assert!(api.checkout_until_definite(&order).await.ok());
     assert_eq!(api.holdings(&item, &user).await, (8, 90));
     // The retry's own commit reaches the participants just after its answer.
     let closed = eventually(SETTLE, || faulty.settled()).await;
@@ -182,21 +164,9 @@ async fn coordinator_crash_before_the_decision(protocol: Protocol) {
 }
 
 async fn coordinator_crash_after_logging_commit(protocol: Protocol) {
-    let (faulty, _one) = stack(protocol).await;
-    let api = Api::new(&faulty.stack);
-    let (item, user, order) = shop(&api, 10, 5, 100, 3).await;
-    let old = faulty.stack.pid("order-1").expect("order-1 pid");
-    faulty.arm("coordinator_after_decision");
-    let _ = api.try_post(&format!("/orders/checkout/{order}")).await;
-    assert!(
-        !faulty.armed("coordinator_after_decision"),
-        "the failpoint was not reached"
-    );
-    faulty
-        .stack
-        .wait_restarted("order-1", old, SETTLE)
-        .await
-        .expect("order-1 restarted");
+    let (faulty, _one, api) = stack(protocol).await;
+    let (item, user, order) = api.one_item_order(5, 10, 100, 3).await;
+    let _ = crash_order_1(faulty, &order, "coordinator_after_decision").await;
     let committed = eventually(SETTLE, || faulty.settled()).await;
     assert!(
         committed,
@@ -207,17 +177,16 @@ async fn coordinator_crash_after_logging_commit(protocol: Protocol) {
 }
 
 async fn participant_crash_after_its_step_applies_it_once(protocol: Protocol) {
-    let (faulty, _one) = stack(protocol).await;
-    let api = Api::new(&faulty.stack);
+    let (faulty, _one, api) = stack(protocol).await;
     for service in ["stock", "payment"] {
-        let (item, user, order) = shop(&api, 10, 4, 100, 2).await;
+        let (item, user, order) = api.one_item_order(4, 10, 100, 2).await;
         let replica = format!("{service}-1");
         let old = faulty.stack.pid(&replica).expect("pid");
         let failpoint = format!("{service}_after_try");
         faulty.arm(&failpoint);
         // The coordinator resends until the restarted participant answers with the result
         // it recorded before it crashed, so the client sees a plain success.
-        assert!(checkout_until_definite(&api, &order).await);
+        assert!(api.checkout_until_definite(&order).await.ok());
         assert!(
             !faulty.armed(&failpoint),
             "the {service} failpoint was not reached"
@@ -235,18 +204,13 @@ async fn participant_crash_after_its_step_applies_it_once(protocol: Protocol) {
 }
 
 async fn coordinator_sigkilled_mid_load_conserves_stock_and_credit(protocol: Protocol) {
-    let (faulty, _one) = stack(protocol).await;
-    let api = Api::new(&faulty.stack);
+    let (faulty, _one, api) = stack(protocol).await;
     let item = api.new_item(3, 60).await;
-    let mut orders = Vec::new();
-    for _ in 0..80 {
-        let user = api.new_user(7).await;
-        orders.push((api.new_order(&user, &[(&item, 1)]).await, user));
-    }
+    let orders = api.one_unit_orders(&item, 80, 7).await;
     let old = faulty.stack.pid("order-1").expect("order-1 pid");
     let load = futures::future::join_all(orders.iter().map(|(order, _)| {
         let api = api.clone();
-        async move { checkout_until_definite(&api, order).await }
+        async move { api.checkout_until_definite(order).await.ok() }
     }));
     // Kill only once checkouts are in flight (transactions begun and not finished), so the
     // crash lands mid-transaction.
@@ -282,9 +246,8 @@ async fn coordinator_sigkilled_mid_load_conserves_stock_and_credit(protocol: Pro
 }
 
 async fn reads_ride_out_a_redis_restart(protocol: Protocol) {
-    let (faulty, _one) = stack(protocol).await;
-    let api = Api::new(&faulty.stack);
-    let (item, user, order) = shop(&api, 10, 5, 100, 1).await;
+    let (faulty, _one, api) = stack(protocol).await;
+    let (item, user, order) = api.one_item_order(5, 10, 100, 1).await;
     for (db, path) in [
         ("stock-db", format!("/stock/find/{item}")),
         ("payment-db", format!("/payment/find_user/{user}")),
@@ -312,14 +275,9 @@ async fn reads_ride_out_a_redis_restart(protocol: Protocol) {
 /// every answer is a 503 with `Retry-After`, never a 4xx; once it thaws, every checkout is
 /// decided by itself and the books balance.
 async fn a_frozen_broker_costs_time_never_correctness(protocol: Protocol) {
-    let (faulty, _one) = stack(protocol).await;
-    let api = Api::new(&faulty.stack);
+    let (faulty, _one, api) = stack(protocol).await;
     let item = api.new_item(2, 100).await;
-    let mut orders = Vec::new();
-    for _ in 0..20 {
-        let user = api.new_user(10).await;
-        orders.push((api.new_order(&user, &[(&item, 1)]).await, user));
-    }
+    let orders = api.one_unit_orders(&item, 20, 10).await;
     faulty.freeze("kafka", true);
     let answers = futures::future::join_all(orders.iter().map(|(order, _)| {
         let api = api.clone();
@@ -343,7 +301,7 @@ async fn a_frozen_broker_costs_time_never_correctness(protocol: Protocol) {
     .await;
     assert!(settled, "transactions left undecided after the thaw");
     for (order, _) in &orders {
-        assert!(checkout_until_definite(&api, order).await, "{order}");
+        assert!(api.checkout_until_definite(order).await.ok(), "{order}");
     }
     let mut charged = 0;
     for (_, user) in &orders {
@@ -360,8 +318,7 @@ async fn a_frozen_broker_costs_time_never_correctness(protocol: Protocol) {
 /// run) land on every partition of both command topics; checkouts keep flowing around them.
 async fn poisoned_commands_never_stop_a_partition(protocol: Protocol) {
     use rdkafka::producer::{FutureProducer, FutureRecord};
-    let (faulty, _one) = stack(protocol).await;
-    let api = Api::new(&faulty.stack);
+    let (faulty, _one, api) = stack(protocol).await;
     let producer: FutureProducer = rdkafka::ClientConfig::new()
         .set(
             "bootstrap.servers",
@@ -399,11 +356,12 @@ async fn poisoned_commands_never_stop_a_partition(protocol: Protocol) {
         }
     }
     let item = api.new_item(1, 100).await;
-    let mut orders = Vec::new();
-    for _ in 0..30 {
-        let user = api.new_user(5).await;
-        orders.push(api.new_order(&user, &[(&item, 1)]).await);
-    }
+    let orders: Vec<String> = api
+        .one_unit_orders(&item, 30, 5)
+        .await
+        .into_iter()
+        .map(|(order, _)| order)
+        .collect();
     let answers = futures::future::join_all(orders.iter().map(|order| {
         let api = api.clone();
         async move { api.checkout(order).await }
@@ -419,9 +377,8 @@ async fn poisoned_commands_never_stop_a_partition(protocol: Protocol) {
 /// Payment is frozen so that the checkouts stay in flight (stock taken and held, payment
 /// unanswered) for as long as the test needs.
 async fn batch_init_never_replaces_records_in_a_checkout(protocol: Protocol) {
-    let (faulty, _one) = stack(protocol).await;
-    let api = Api::new(&faulty.stack).with_token(ADMIN_TOKEN);
-    let open = Api::new(&faulty.stack);
+    let (faulty, _one, open) = stack(protocol).await;
+    let api = open.clone().with_token(ADMIN_TOKEN);
     let refused = open.post("/stock/batch_init/10/100/1").await;
     assert_eq!(refused.status.as_u16(), 401, "{}", refused.body);
     api.post("/stock/batch_init/10/100/1").await.expect_ok();

@@ -9,14 +9,14 @@ use std::time::Duration;
 
 use e2e::{Api, Stack, StackConfig, eventually};
 use tokio::io::AsyncWriteExt;
-use tokio::sync::OnceCell;
+use tokio::sync::{MutexGuard, OnceCell};
 
-/// One stack for this binary. Participants log each step at debug level, so that the trace
-/// test can find a checkout's lines in their logs.
 /// The tests take turns: the console lists the latest transactions, so another test's 200
 /// checkouts running at the same time could push this test's order off the page.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// One stack for this binary. Participants log each step at debug level, so that the trace
+/// test can find a checkout's lines in their logs.
 async fn stack() -> &'static Stack {
     static STACK: OnceCell<Stack> = OnceCell::const_new();
     STACK
@@ -26,6 +26,13 @@ async fn stack() -> &'static Stack {
             e2e::start(config).await
         })
         .await
+}
+
+/// Waits for this test's turn; then the stack and a client of its gateway.
+async fn my_turn() -> (MutexGuard<'static, ()>, &'static Stack, Api) {
+    let turn = ONE_AT_A_TIME.lock().await;
+    let stack = stack().await;
+    (turn, stack, Api::new(stack))
 }
 
 /// The first replica of each service, by its own port.
@@ -91,9 +98,7 @@ async fn promtool_check(service: &str, exposition: &str) {
 
 #[tokio::test]
 async fn every_service_exposes_valid_metrics_and_checkouts_are_counted() {
-    let _turn = ONE_AT_A_TIME.lock().await;
-    let stack = stack().await;
-    let api = Api::new(stack);
+    let (_turn, stack, api) = my_turn().await;
     let [(_, order_url), _, _] = service_urls(stack);
     let before = total(&metrics_of(&order_url).await, "checkouts_total");
 
@@ -175,12 +180,8 @@ fn without_ansi(line: &str) -> String {
 
 #[tokio::test]
 async fn one_checkout_is_one_trace_across_the_services() {
-    let _turn = ONE_AT_A_TIME.lock().await;
-    let stack = stack().await;
-    let api = Api::new(stack);
-    let item = api.new_item(5, 10).await;
-    let user = api.new_user(100).await;
-    let order = api.new_order(&user, &[(&item, 2)]).await;
+    let (_turn, stack, api) = my_turn().await;
+    let (_item, _user, order) = api.one_item_order(5, 10, 100, 2).await;
     let trace_id = new_trace_id();
     let response = reqwest::Client::new()
         .post(format!("{}/orders/checkout/{order}", stack.gateway_url()))
@@ -241,12 +242,8 @@ async fn rendered_dom(url: &str, profile: &Path) -> String {
 
 #[tokio::test]
 async fn the_console_shows_a_checkout_in_a_real_browser() {
-    let _turn = ONE_AT_A_TIME.lock().await;
-    let stack = stack().await;
-    let api = Api::new(stack);
-    let item = api.new_item(3, 5).await;
-    let user = api.new_user(100).await;
-    let order = api.new_order(&user, &[(&item, 1)]).await;
+    let (_turn, stack, api) = my_turn().await;
+    let (_item, _user, order) = api.one_item_order(3, 5, 100, 1).await;
     api.post(&format!("/orders/checkout/{order}"))
         .await
         .expect_ok();

@@ -166,43 +166,10 @@ pub fn check(p: &Population, state: &State, answers: Option<&Answers>) -> Verdic
         }
     }
 
-    for (i, item) in state.items.iter().enumerate() {
-        let Some(it) = item else {
-            v.flag("item_unreadable", || format!("item {i}"));
-            continue;
-        };
-        if it.stock < 0 {
-            v.flag("negative_stock", || format!("item {i}: {}", it.stock));
-        }
-        let taken = i128::from(p.stock) - i128::from(it.stock);
-        if taken != sold[i] {
-            v.flag("stock_mismatch", || {
-                format!(
-                    "item {i}: {taken} taken from stock, {} sold in paid orders",
-                    sold[i]
-                )
-            });
-        }
-    }
-
-    for (i, user) in state.users.iter().enumerate() {
-        let Some(u) = user else {
-            v.flag("user_unreadable", || format!("user {i}"));
-            continue;
-        };
-        if u.credit < 0 {
-            v.flag("negative_credit", || format!("user {i}: {}", u.credit));
-        }
-        let taken = i128::from(p.credit) - i128::from(u.credit);
-        if taken != charged[i] {
-            v.flag("credit_mismatch", || {
-                format!(
-                    "user {i}: {taken} taken from credit, {} owed by paid orders",
-                    charged[i]
-                )
-            });
-        }
-    }
+    let stock = |item: &Option<Item>| item.as_ref().map(|it| it.stock);
+    ITEMS.judge(&mut v, p.stock, state.items.iter().map(stock), &sold);
+    let credit = |user: &Option<User>| user.as_ref().map(|u| u.credit);
+    USERS.judge(&mut v, p.credit, state.users.iter().map(credit), &charged);
 
     for &o in answers.map_or(&[][..], |a| &a.refused_after_paid) {
         v.flag("refused_after_paid", || {
@@ -213,6 +180,61 @@ pub fn check(p: &Population, state: &State, answers: Option<&Answers>) -> Verdic
     v.stock_sold = clamp(sold.iter().sum());
     v.credit_charged = clamp(charged.iter().sum());
     v
+}
+
+/// One kind of account, as the violations name it: items and their stock, users and their
+/// credit.
+struct Accounts {
+    noun: &'static str,
+    balance: &'static str,
+    /// What paid orders took, in a mismatch's words.
+    paid: &'static str,
+}
+
+const ITEMS: Accounts = Accounts {
+    noun: "item",
+    balance: "stock",
+    paid: "sold in paid orders",
+};
+
+const USERS: Accounts = Accounts {
+    noun: "user",
+    balance: "credit",
+    paid: "owed by paid orders",
+};
+
+impl Accounts {
+    /// Flags every account that could not be read, is negative, or lost anything but what
+    /// paid orders took (`paid[i]`) from its starting balance `start`.
+    fn judge(
+        &self,
+        v: &mut Verdict,
+        start: i64,
+        balances: impl Iterator<Item = Option<i64>>,
+        paid: &[i128],
+    ) {
+        let Accounts { noun, balance, .. } = self;
+        for (i, now) in balances.enumerate() {
+            let Some(now) = now else {
+                v.flag(&format!("{noun}_unreadable"), || format!("{noun} {i}"));
+                continue;
+            };
+            if now < 0 {
+                v.flag(&format!("negative_{balance}"), || {
+                    format!("{noun} {i}: {now}")
+                });
+            }
+            let taken = i128::from(start) - i128::from(now);
+            if taken != paid[i] {
+                v.flag(&format!("{balance}_mismatch"), || {
+                    format!(
+                        "{noun} {i}: {taken} taken from {balance}, {} {}",
+                        paid[i], self.paid
+                    )
+                });
+            }
+        }
+    }
 }
 
 fn clamp(x: i128) -> i64 {

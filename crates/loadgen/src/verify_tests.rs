@@ -52,6 +52,31 @@ fn kinds(v: &Verdict) -> Vec<(&str, u64)> {
     v.kinds.iter().map(|(k, n)| (k.as_str(), *n)).collect()
 }
 
+/// Asserts that `state` and `answers` break the rules exactly once, in the way `kind` names.
+fn assert_one_violation(state: &State, answers: &Answers, kind: &str) {
+    let v = check(&pop(), state, Some(answers));
+    assert_eq!(kinds(&v), vec![(kind, 1)], "{:?}", v.examples);
+}
+
+/// The consistent state with order `order` marked paid or not, and the books changed to go
+/// with it: `items` get the given stock, `users` the given credit.
+fn rebooked(
+    order: usize,
+    paid: bool,
+    items: &[(usize, i64)],
+    users: &[(usize, i64)],
+) -> (State, Answers) {
+    let (mut state, answers) = consistent();
+    state.orders[order].as_mut().unwrap().paid = paid;
+    for &(i, stock) in items {
+        state.items[i] = item(stock);
+    }
+    for &(u, credit) in users {
+        state.users[u] = user(credit);
+    }
+    (state, answers)
+}
+
 #[test]
 fn consistent_state_has_no_violation() {
     let (state, answers) = consistent();
@@ -76,8 +101,7 @@ fn lost_or_double_stock_is_caught() {
 fn credit_mismatch_is_caught() {
     let (mut state, answers) = consistent();
     state.users[0] = user(96);
-    let v = check(&pop(), &state, Some(&answers));
-    assert_eq!(kinds(&v), vec![("credit_mismatch", 1)]);
+    assert_one_violation(&state, &answers, "credit_mismatch");
 }
 
 #[test]
@@ -91,36 +115,20 @@ fn negative_values_are_caught() {
 
 #[test]
 fn answers_must_match_paid_flags() {
-    let (mut state, answers) = consistent();
     // Acknowledged but unpaid, with the stock and credit given back: only the lie remains.
-    state.orders[0].as_mut().unwrap().paid = false;
-    state.items[0] = item(10);
-    state.items[1] = item(8);
-    state.users[0] = user(100);
-    let v = check(&pop(), &state, Some(&answers));
-    assert_eq!(kinds(&v), vec![("acknowledged_but_not_paid", 1)]);
-
-    let (mut state, answers) = consistent();
+    let (state, answers) = rebooked(0, false, &[(0, 10), (1, 8)], &[(0, 100)]);
+    assert_one_violation(&state, &answers, "acknowledged_but_not_paid");
     // Refused but paid, with consistent accounting.
-    state.orders[2].as_mut().unwrap().paid = true;
-    state.items[2] = item(9);
-    state.items[3] = item(9);
-    state.users[0] = user(96);
-    let v = check(&pop(), &state, Some(&answers));
-    assert_eq!(kinds(&v), vec![("refused_but_paid", 1)]);
+    let (state, answers) = rebooked(2, true, &[(2, 9), (3, 9)], &[(0, 96)]);
+    assert_one_violation(&state, &answers, "refused_but_paid");
     // Without answers only conservation is judged, and it holds.
     assert!(check(&pop(), &state, None).consistent());
 }
 
 #[test]
 fn paid_without_any_checkout_is_caught() {
-    let (mut state, answers) = consistent();
-    state.orders[3].as_mut().unwrap().paid = true;
-    state.items[3] = item(9);
-    state.items[0] = item(8);
-    state.users[2] = user(98);
-    let v = check(&pop(), &state, Some(&answers));
-    assert_eq!(kinds(&v), vec![("paid_without_checkout", 1)]);
+    let (state, answers) = rebooked(3, true, &[(3, 9), (0, 8)], &[(2, 98)]);
+    assert_one_violation(&state, &answers, "paid_without_checkout");
     // An unknown answer (5xx or timeout) allows either outcome.
     let answers = Answers {
         unknown: vec![3],
@@ -133,8 +141,7 @@ fn paid_without_any_checkout_is_caught() {
 fn refused_after_paid_is_a_violation() {
     let (state, mut answers) = consistent();
     answers.refused_after_paid = vec![1];
-    let v = check(&pop(), &state, Some(&answers));
-    assert_eq!(kinds(&v), vec![("refused_after_paid", 1)]);
+    assert_one_violation(&state, &answers, "refused_after_paid");
 }
 
 #[test]

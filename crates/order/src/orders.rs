@@ -206,16 +206,18 @@ mod tests {
 
     #[test]
     fn script_replies_decode_and_unknown_ones_fail() {
+        use common::db::decode_reply;
         assert_eq!(
-            AddItem::from_redis_value(common::db::bulk(&["ok", "12"])).unwrap(),
+            decode_reply::<AddItem>(&["ok", "12"]).unwrap(),
             AddItem::Ok(12)
         );
-        assert!(AddItem::from_redis_value(common::db::bulk(&["ok", "x"])).is_err());
-        assert!(AddItem::from_redis_value(common::db::bulk(&["later", ""])).is_err());
+        for reply in [["ok", "x"], ["later", ""]] {
+            assert!(decode_reply::<AddItem>(&reply).is_err(), "{reply:?}");
+        }
         assert_eq!(
-            Batch::from_redis_value(common::db::bulk(&["in_use", "3"])).unwrap(),
+            decode_reply::<Batch>(&["in_use", "3"]).unwrap(),
             Batch::InUse("3".into())
         );
-        assert!(Batch::from_redis_value(common::db::bulk(&["what", ""])).is_err());
+        assert!(decode_reply::<Batch>(&["what", ""]).is_err());
     }
 }

@@ -71,21 +71,26 @@ async fn find_user(
 }
 
 async fn add_funds(
-    State(app): State<Participant>,
-    Params((id, amount)): Params<(String, String)>,
+    app: State<Participant>,
+    params: Params<(String, String)>,
 ) -> Result<Json<Done>> {
-    let user_id = input::id(&id, "user_id")?;
-    let amount = Amount::parse(&amount, "amount")?.get();
-    app.ledger.adjust(&user_id, Direction::Add, amount).await?;
+    adjust(app, params, Direction::Add).await?;
     Ok(Json(Done { done: true }))
 }
 
-async fn pay(
+async fn pay(app: State<Participant>, params: Params<(String, String)>) -> Result<Json<User>> {
+    let (user_id, credit) = adjust(app, params, Direction::Take).await?;
+    Ok(Json(User { user_id, credit }))
+}
+
+/// Adds to or takes from a user's credit; returns the user and the credit after it.
+async fn adjust(
     State(app): State<Participant>,
     Params((id, amount)): Params<(String, String)>,
-) -> Result<Json<User>> {
+    direction: Direction,
+) -> Result<(String, i64)> {
     let user_id = input::id(&id, "user_id")?;
     let amount = Amount::parse(&amount, "amount")?.get();
-    let credit = app.ledger.adjust(&user_id, Direction::Take, amount).await?;
-    Ok(Json(User { user_id, credit }))
+    let credit = app.ledger.adjust(&user_id, direction, amount).await?;
+    Ok((user_id, credit))
 }

@@ -47,21 +47,21 @@ pub fn exists(pid: u32) -> bool {
 
 /// Sends `signal` to one process. A process that is already gone is not an error.
 pub fn signal(pid: u32, signal: Signal) -> Result<()> {
-    if !valid(pid) {
-        return Ok(());
-    }
-    match kill(to_pid(pid), signal) {
-        Ok(()) | Err(Errno::ESRCH) => Ok(()),
-        Err(e) => Err(Error::Signal { pid, source: e }),
-    }
+    send(pid, signal, kill::<Signal>)
 }
 
 /// Sends `signal` to the process group led by `pid`; a group that is gone is not an error.
 pub fn signal_group(pid: u32, signal: Signal) -> Result<()> {
+    send(pid, signal, killpg::<Signal>)
+}
+
+/// Delivers `signal` to `pid` through `kill(2)` or `killpg(2)`, skipping pids that are never
+/// ours and treating "no such process" as done.
+fn send(pid: u32, signal: Signal, deliver: fn(Pid, Signal) -> nix::Result<()>) -> Result<()> {
     if !valid(pid) {
         return Ok(());
     }
-    match killpg(to_pid(pid), signal) {
+    match deliver(to_pid(pid), signal) {
         Ok(()) | Err(Errno::ESRCH) => Ok(()),
         Err(e) => Err(Error::Signal { pid, source: e }),
     }

@@ -21,6 +21,10 @@ async fn held(conn: &mut ConnectionManager, id: &str) -> i64 {
         .unwrap_or(0)
 }
 
+async fn stock_and_held(conn: &mut ConnectionManager, id: &str) -> (i64, i64) {
+    (stock(conn, id).await, held(conn, id).await)
+}
+
 async fn item(conn: &mut ConnectionManager, id: &str, stock: i64) {
     let _: () = conn
         .hset_multiple(format!("item:{id}"), &[("stock", stock), ("price", 1)])
@@ -28,48 +32,50 @@ async fn item(conn: &mut ConnectionManager, id: &str, stock: i64) {
         .unwrap();
 }
 
+/// A private Redis, as [`redis`] makes it, holding item `a` with `stock` units.
+async fn redis_with_a(stock: i64) -> (testkit::TestRedis, Ledger, ConnectionManager) {
+    let (server, ledger, mut conn) = redis().await;
+    item(&mut conn, "a", stock).await;
+    (server, ledger, conn)
+}
+
 fn lines(items: &[(&str, i64)]) -> Vec<(String, i64)> {
     items.iter().map(|(id, q)| (id.to_string(), *q)).collect()
 }
 
 /// `Ledger::step` with the phase, protocol and lines spelled out, as the tests read best.
-trait Run {
-    async fn run(
-        &self,
-        tx: &str,
-        phase: Phase,
-        protocol: Protocol,
-        lines: &[(String, i64)],
-    ) -> common::Result<Outcome>;
-}
-
-impl Run for Ledger {
-    async fn run(
-        &self,
-        tx: &str,
-        phase: Phase,
-        protocol: Protocol,
-        lines: &[(String, i64)],
-    ) -> common::Result<Outcome> {
-        let lines: Vec<(&str, i64)> = lines.iter().map(|(id, q)| (id.as_str(), *q)).collect();
-        self.step(tx, &step(phase, protocol, &lines)).await
-    }
+async fn run(
+    ledger: &Ledger,
+    tx: &str,
+    phase: Phase,
+    protocol: Protocol,
+    lines: &[(String, i64)],
+) -> common::Result<Outcome> {
+    let lines: Vec<(&str, i64)> = lines.iter().map(|(id, q)| (id.as_str(), *q)).collect();
+    ledger.step(tx, &step(phase, protocol, &lines)).await
 }
 
 async fn try_(ledger: &Ledger, tx: &str, protocol: Protocol, lines: &[(String, i64)]) -> Outcome {
-    ledger.run(tx, Phase::Try, protocol, lines).await.unwrap()
+    run(ledger, tx, Phase::Try, protocol, lines).await.unwrap()
+}
+
+/// A try that must be done.
+async fn try_ok(ledger: &Ledger, tx: &str, protocol: Protocol, lines: &[(String, i64)]) {
+    assert_eq!(
+        try_(ledger, tx, protocol, lines).await,
+        Outcome::Done,
+        "try of {tx}"
+    );
 }
 
 async fn commit(ledger: &Ledger, tx: &str) -> Outcome {
-    ledger
-        .run(tx, Phase::Commit, Protocol::TwoPc, &[])
+    run(ledger, tx, Phase::Commit, Protocol::TwoPc, &[])
         .await
         .unwrap()
 }
 
 async fn cancel(ledger: &Ledger, tx: &str) -> Outcome {
-    ledger
-        .run(tx, Phase::Cancel, Protocol::TwoPc, &[])
+    run(ledger, tx, Phase::Cancel, Protocol::TwoPc, &[])
         .await
         .unwrap()
 }
@@ -83,13 +89,11 @@ fn refused_with(outcome: &Outcome) -> Option<Code> {
 
 #[tokio::test]
 async fn a_repeated_try_takes_once_and_answers_the_same() {
-    let (_server, ledger, mut conn) = redis().await;
-    item(&mut conn, "a", 10).await;
+    let (_server, ledger, mut conn) = redis_with_a(10).await;
     item(&mut conn, "b", 10).await;
     let take = lines(&[("a", 3), ("b", 4)]);
     for _ in 0..3 {
-        let outcome = try_(&ledger, "t1", Protocol::Saga, &take).await;
-        assert_eq!(outcome, Outcome::Done);
+        try_ok(&ledger, "t1", Protocol::Saga, &take).await;
     }
     assert_eq!(
         (stock(&mut conn, "a").await, stock(&mut conn, "b").await),
@@ -99,8 +103,7 @@ async fn a_repeated_try_takes_once_and_answers_the_same() {
 
 #[tokio::test]
 async fn a_try_is_all_or_nothing_and_its_refusal_is_recorded() {
-    let (_server, ledger, mut conn) = redis().await;
-    item(&mut conn, "a", 10).await;
+    let (_server, ledger, mut conn) = redis_with_a(10).await;
     item(&mut conn, "b", 1).await;
     let take = lines(&[("a", 3), ("b", 2)]);
     let first = try_(&ledger, "t1", Protocol::TwoPc, &take).await;
@@ -120,8 +123,7 @@ async fn a_try_is_all_or_nothing_and_its_refusal_is_recorded() {
 
 #[tokio::test]
 async fn compensation_gives_back_exactly_once() {
-    let (_server, ledger, mut conn) = redis().await;
-    item(&mut conn, "a", 10).await;
+    let (_server, ledger, mut conn) = redis_with_a(10).await;
     try_(&ledger, "t1", Protocol::Saga, &lines(&[("a", 4)])).await;
     for _ in 0..3 {
         assert_eq!(cancel(&ledger, "t1").await, Outcome::Done);
@@ -135,8 +137,7 @@ async fn compensation_gives_back_exactly_once() {
 
 #[tokio::test]
 async fn a_cancel_that_overtakes_its_try_forbids_it() {
-    let (_server, ledger, mut conn) = redis().await;
-    item(&mut conn, "a", 10).await;
+    let (_server, ledger, mut conn) = redis_with_a(10).await;
     for protocol in [Protocol::Saga, Protocol::TwoPc] {
         let tx = format!("early-{}", protocol.as_str());
         assert_eq!(cancel(&ledger, &tx).await, Outcome::Done);
@@ -148,13 +149,8 @@ async fn a_cancel_that_overtakes_its_try_forbids_it() {
 
 #[tokio::test]
 async fn two_pc_reservation_is_held_until_the_decision() {
-    let (_server, ledger, mut conn) = redis().await;
-    item(&mut conn, "a", 10).await;
-    let take = lines(&[("a", 6)]);
-    assert_eq!(
-        try_(&ledger, "c", Protocol::TwoPc, &take).await,
-        Outcome::Done
-    );
+    let (_server, ledger, mut conn) = redis_with_a(10).await;
+    try_ok(&ledger, "c", Protocol::TwoPc, &lines(&[("a", 6)])).await;
     // Reserved: no longer available to others, who are told to wait (busy) while the
     // reservation could still come back, and are refused when it cannot.
     let other = try_(&ledger, "other", Protocol::TwoPc, &lines(&[("a", 5)])).await;
@@ -177,10 +173,7 @@ async fn two_pc_reservation_is_held_until_the_decision() {
     assert_eq!(refused_with(&abort), Some(Code::AlreadyCommitted));
     assert_eq!(stock(&mut conn, "a").await, 4);
     // An aborted prepare returns its reservation once, and a commit after it is refused.
-    assert_eq!(
-        try_(&ledger, "d", Protocol::TwoPc, &lines(&[("a", 4)])).await,
-        Outcome::Done
-    );
+    try_ok(&ledger, "d", Protocol::TwoPc, &lines(&[("a", 4)])).await;
     assert_eq!(stock(&mut conn, "a").await, 0);
     cancel(&ledger, "d").await;
     cancel(&ledger, "d").await;
@@ -191,8 +184,7 @@ async fn two_pc_reservation_is_held_until_the_decision() {
 
 #[tokio::test]
 async fn concurrent_subtracts_never_lose_an_update_nor_go_negative() {
-    let (_server, ledger, mut conn) = redis().await;
-    item(&mut conn, "a", 100).await;
+    let (_server, ledger, mut conn) = redis_with_a(100).await;
     let tasks: Vec<_> = (0..200)
         .map(|_| {
             let ledger = ledger.clone();
@@ -211,8 +203,7 @@ async fn concurrent_subtracts_never_lose_an_update_nor_go_negative() {
 
 #[tokio::test]
 async fn adjustments_are_exact_at_the_limits() {
-    let (_server, ledger, mut conn) = redis().await;
-    item(&mut conn, "a", 0).await;
+    let (_server, ledger, mut conn) = redis_with_a(0).await;
     assert_eq!(
         ledger.adjust("a", Direction::Add, i64::MAX).await.unwrap(),
         i64::MAX
@@ -235,13 +226,8 @@ async fn adjustments_are_exact_at_the_limits() {
 
 #[tokio::test]
 async fn held_amounts_count_against_the_upper_limit() {
-    let (_server, ledger, mut conn) = redis().await;
-    item(&mut conn, "a", i64::MAX).await;
-    let take = lines(&[("a", 1)]);
-    assert_eq!(
-        try_(&ledger, "h", Protocol::TwoPc, &take).await,
-        Outcome::Done
-    );
+    let (_server, ledger, mut conn) = redis_with_a(i64::MAX).await;
+    try_ok(&ledger, "h", Protocol::TwoPc, &lines(&[("a", 1)])).await;
     // available + held = i64::MAX: nothing may be added until the hold is decided.
     assert!(ledger.adjust("a", Direction::Add, 1).await.is_err());
     cancel(&ledger, "h").await;
@@ -251,13 +237,9 @@ async fn held_amounts_count_against_the_upper_limit() {
 
 #[tokio::test]
 async fn a_try_waits_for_an_aborting_hold_instead_of_refusing() {
-    let (_server, ledger, mut conn) = redis().await;
-    item(&mut conn, "a", 1).await;
+    let (_server, ledger, mut conn) = redis_with_a(1).await;
     let one = lines(&[("a", 1)]);
-    assert_eq!(
-        try_(&ledger, "first", Protocol::Saga, &one).await,
-        Outcome::Done
-    );
+    try_ok(&ledger, "first", Protocol::Saga, &one).await;
     let (seen_busy, busy) = tokio::sync::oneshot::channel();
     let waiting = {
         let (ledger, one) = (ledger.clone(), one.clone());
@@ -275,10 +257,7 @@ async fn a_try_waits_for_an_aborting_hold_instead_of_refusing() {
         answered.expect("the waiting try got no answer").unwrap(),
         Outcome::Done
     );
-    assert_eq!(
-        (stock(&mut conn, "a").await, held(&mut conn, "a").await),
-        (0, 1)
-    );
+    assert_eq!(stock_and_held(&mut conn, "a").await, (0, 1));
     // A confirmed saga action releases its hold, and then a shortage is final at once.
     commit(&ledger, "second").await;
     assert_eq!(held(&mut conn, "a").await, 0);
@@ -298,8 +277,7 @@ async fn try_until_answered(
 ) -> Outcome {
     let mut seen_busy = Some(seen_busy);
     loop {
-        match ledger
-            .run(tx, Phase::Try, Protocol::Saga, lines)
+        match run(ledger, tx, Phase::Try, Protocol::Saga, lines)
             .await
             .unwrap()
         {
@@ -320,10 +298,7 @@ async fn accounts_that_do_not_wait_refuse_a_held_shortage_for_good() {
     let ledger = Ledger::new(conn.clone(), IMPATIENT, RETENTION);
     item(&mut conn, "a", 1).await;
     let one = lines(&[("a", 1)]);
-    assert_eq!(
-        try_(&ledger, "first", Protocol::Saga, &one).await,
-        Outcome::Done
-    );
+    try_ok(&ledger, "first", Protocol::Saga, &one).await;
     let second = try_(&ledger, "second", Protocol::Saga, &one).await;
     assert_eq!(refused_with(&second), Some(Code::OutOfStock));
     // The refusal is recorded: once the hold comes back, the same transaction still gets it.
@@ -339,8 +314,7 @@ async fn accounts_that_do_not_wait_refuse_a_held_shortage_for_good() {
 
 #[tokio::test]
 async fn finished_step_records_expire_and_undecided_ones_stay() {
-    let (_server, ledger, mut conn) = redis().await;
-    item(&mut conn, "a", 10).await;
+    let (_server, ledger, conn) = redis_with_a(10).await;
     let one = lines(&[("a", 1)]);
     try_(&ledger, "open", Protocol::TwoPc, &one).await;
     try_(&ledger, "done", Protocol::TwoPc, &one).await;
@@ -362,20 +336,15 @@ async fn finished_step_records_expire_and_undecided_ones_stay() {
 
 #[tokio::test]
 async fn a_script_error_writes_nothing() {
-    let (_server, ledger, mut conn) = redis().await;
-    item(&mut conn, "a", 10).await;
+    let (_server, ledger, mut conn) = redis_with_a(10).await;
     let _: () = conn.hset("item:b", "stock", "not a number").await.unwrap();
     let both = lines(&[("a", 1), ("b", 1)]);
     assert!(
-        ledger
-            .run("bad", Phase::Try, Protocol::Saga, &both)
+        run(&ledger, "bad", Phase::Try, Protocol::Saga, &both)
             .await
             .is_err()
     );
-    assert_eq!(
-        (stock(&mut conn, "a").await, held(&mut conn, "a").await),
-        (10, 0)
-    );
+    assert_eq!(stock_and_held(&mut conn, "a").await, (10, 0));
     let record: i64 = conn.exists("step:bad").await.unwrap();
     assert_eq!(record, 0);
 }
@@ -388,38 +357,31 @@ async fn a_script_error_writes_nothing() {
 /// cancels need no record to be harmless.
 #[tokio::test]
 async fn redelivered_commands_move_nothing_twice_even_after_their_records_expire() {
-    use common::protocol::{Envelope, PaymentCommand, ReplyTo};
+    use common::protocol::{Envelope, OrderReply, PaymentCommand, ReplyTo, Step};
     let (_server, _, mut conn) = redis().await;
     let ledger = Ledger::new(conn.clone(), common::ledger::ITEMS, Duration::from_secs(2));
     item(&mut conn, "a", 10).await;
-    let envelope = |phase: Phase, lines: &[(&str, i64)]| {
+    // A command as the coordinator sends it: every copy of it is the same.
+    let command = |phase: Phase, lines: &[(&str, i64)]| {
         let step = step(phase, Protocol::Saga, lines);
-        (
-            Envelope::new(
-                "t",
-                ReplyTo { partition: 0 },
-                PaymentCommand::Step(step.clone()),
-            ),
-            step,
-        )
+        let body = PaymentCommand::Step(step.clone());
+        (Envelope::new("t", ReplyTo { partition: 0 }, body), step)
     };
-    let outcome = |reply: Option<common::protocol::OrderReply>| match reply {
-        Some(common::protocol::OrderReply::Step { outcome, .. }) => outcome,
+    // Delivers one copy of `command` and returns the outcome the participant replies.
+    let deliver = async |(envelope, step): &(Envelope<PaymentCommand>, Step)| match ledger
+        .apply(envelope, step)
+        .await
+    {
+        Some(OrderReply::Step { outcome, .. }) => outcome,
         other => panic!("unexpected reply {other:?}"),
     };
-    let (try_copy, take) = envelope(Phase::Try, &[("a", 3)]);
-    assert_eq!(outcome(ledger.apply(&try_copy, &take).await), Outcome::Done);
-    assert_eq!(outcome(ledger.apply(&try_copy, &take).await), Outcome::Done);
+    let take = command(Phase::Try, &[("a", 3)]);
+    assert_eq!(deliver(&take).await, Outcome::Done);
+    assert_eq!(deliver(&take).await, Outcome::Done);
     assert_eq!(stock(&mut conn, "a").await, 7, "a duplicate moved stock");
-    let (commit_copy, commit) = envelope(Phase::Commit, &[]);
-    assert_eq!(
-        outcome(ledger.apply(&commit_copy, &commit).await),
-        Outcome::Done
-    );
-    assert_eq!(
-        (stock(&mut conn, "a").await, held(&mut conn, "a").await),
-        (7, 0)
-    );
+    let commit = command(Phase::Commit, &[]);
+    assert_eq!(deliver(&commit).await, Outcome::Done);
+    assert_eq!(stock_and_held(&mut conn, "a").await, (7, 0));
     let expired = tokio::time::timeout(Duration::from_secs(10), async {
         while conn.exists::<_, bool>("step:t").await.unwrap() {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -427,28 +389,18 @@ async fn redelivered_commands_move_nothing_twice_even_after_their_records_expire
     })
     .await;
     assert!(expired.is_ok(), "the finished step record never expired");
-    let late = outcome(ledger.apply(&try_copy, &take).await);
-    assert_eq!(refused_with(&late), Some(Code::Expired));
+    assert_eq!(refused_with(&deliver(&take).await), Some(Code::Expired));
     assert_eq!(
-        outcome(ledger.apply(&commit_copy, &commit).await),
+        deliver(&commit).await,
         Outcome::Refused(common::Refusal::new(
             Code::NotPrepared,
             "transaction t has nothing to commit here"
         ))
     );
-    let (cancel_copy, cancel) = envelope(Phase::Cancel, &[]);
-    assert_eq!(
-        outcome(ledger.apply(&cancel_copy, &cancel).await),
-        Outcome::Done
-    );
-    assert_eq!(
-        (stock(&mut conn, "a").await, held(&mut conn, "a").await),
-        (7, 0)
-    );
+    assert_eq!(deliver(&command(Phase::Cancel, &[])).await, Outcome::Done);
+    assert_eq!(stock_and_held(&mut conn, "a").await, (7, 0));
     // A copy within the horizon is judged by the record again: here the late cancel's
     // tombstone, which forbids the try for another retention period.
-    let (fresh, take) = envelope(Phase::Try, &[("a", 3)]);
-    assert!(
-        matches!(outcome(ledger.apply(&fresh, &take).await), Outcome::Refused(r) if r.code == Code::Cancelled)
-    );
+    let fresh = command(Phase::Try, &[("a", 3)]);
+    assert_eq!(refused_with(&deliver(&fresh).await), Some(Code::Cancelled));
 }

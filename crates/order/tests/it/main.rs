@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use common::protocol::Protocol;
-use order::checkout::log::{Begin, Claim, TxLog};
+use order::checkout::log::{Begin, Claim, TxLog, TxRecord};
 use order::checkout::machine::{Abort, TxState};
 use order::orders::{NewOrders, Orders};
 use redis::AsyncCommands;
@@ -35,17 +35,34 @@ async fn order(orders: &Orders) -> String {
     id
 }
 
+/// `begin` with the test lease.
+async fn begin(log: &TxLog, order: &str, tx: &str, protocol: Protocol, owner: &str) -> Begin {
+    log.begin(order, tx, protocol, owner, LEASE).await.unwrap()
+}
+
+/// Begins checkout `tx` of `order`, which must start.
+async fn started(log: &TxLog, order: &str, tx: &str, protocol: Protocol, owner: &str) -> TxRecord {
+    match begin(log, order, tx, protocol, owner).await {
+        Begin::Started(record) => record,
+        other => panic!("checkout {tx} of {order} did not start: {other:?}"),
+    }
+}
+
+/// `transition` with the test lease: whether `owner` moved `tx` on to `to`.
+async fn moved(log: &TxLog, tx: &TxRecord, owner: &str, to: TxState) -> bool {
+    log.transition(tx, owner, to, LEASE).await.unwrap()
+}
+
+/// `claim` with the test lease.
+async fn claim(log: &TxLog, tx: &str, owner: &str, steal_prefix: &str) -> Claim {
+    log.claim(tx, owner, LEASE, steal_prefix).await.unwrap()
+}
+
 #[tokio::test]
 async fn begin_snapshots_the_order_and_admits_one_checkout_at_a_time() {
     let (_s, _conn, orders, log) = redis().await;
     let id = order(&orders).await;
-    let Begin::Started(tx) = log
-        .begin(&id, "t1", Protocol::TwoPc, "me", LEASE)
-        .await
-        .unwrap()
-    else {
-        panic!("not started")
-    };
+    let tx = started(&log, &id, "t1", Protocol::TwoPc, "me").await;
     assert_eq!(
         (
             tx.state,
@@ -64,18 +81,14 @@ async fn begin_snapshots_the_order_and_admits_one_checkout_at_a_time() {
     );
     assert_eq!(log.load("t1").await.unwrap(), Some(tx.clone()));
     assert_eq!(
-        log.begin(&id, "t2", Protocol::TwoPc, "me", LEASE)
-            .await
-            .unwrap(),
+        begin(&log, &id, "t2", Protocol::TwoPc, "me").await,
         Begin::InFlight("t1".into())
     );
     // Items cannot change under a checkout in flight.
     let busy = orders.add_item(&id, "b", 1, 1).await.unwrap_err();
     assert_eq!(busy.status_and_code().1, "checkout_in_progress");
     assert_eq!(
-        log.begin("nope", "t3", Protocol::Saga, "me", LEASE)
-            .await
-            .unwrap(),
+        begin(&log, "nope", "t3", Protocol::Saga, "me").await,
         Begin::Missing
     );
 }
@@ -84,46 +97,22 @@ async fn begin_snapshots_the_order_and_admits_one_checkout_at_a_time() {
 async fn transitions_are_fenced_by_owner_and_state_and_pay_the_order_once() {
     let (_s, mut conn, orders, log) = redis().await;
     let id = order(&orders).await;
-    let Begin::Started(mut tx) = log
-        .begin(&id, "t1", Protocol::Saga, "me", LEASE)
-        .await
-        .unwrap()
-    else {
-        panic!("not started")
-    };
-    assert!(
-        !log.transition(&tx, "someone-else", TxState::Committing, LEASE)
-            .await
-            .unwrap()
-    );
+    let mut tx = started(&log, &id, "t1", Protocol::Saga, "me").await;
+    assert!(!moved(&log, &tx, "someone-else", TxState::Committing).await);
     let mut stale = tx.clone();
     stale.state = TxState::Aborting;
-    assert!(
-        !log.transition(&stale, "me", TxState::Aborted, LEASE)
-            .await
-            .unwrap()
-    );
-    assert!(
-        log.transition(&tx, "me", TxState::Committing, LEASE)
-            .await
-            .unwrap()
-    );
+    assert!(!moved(&log, &stale, "me", TxState::Aborted).await);
+    assert!(moved(&log, &tx, "me", TxState::Committing).await);
     tx.state = TxState::Committing;
     assert!(
         orders.find(&id).await.unwrap().unwrap().paid,
         "paid with the logged commit"
     );
     assert_eq!(
-        log.begin(&id, "t2", Protocol::Saga, "me", LEASE)
-            .await
-            .unwrap(),
+        begin(&log, &id, "t2", Protocol::Saga, "me").await,
         Begin::Paid
     );
-    assert!(
-        log.transition(&tx, "me", TxState::Committed, LEASE)
-            .await
-            .unwrap()
-    );
+    assert!(moved(&log, &tx, "me", TxState::Committed).await);
     // Final: out of the active set, the order's slot freed, the record bound to expire.
     let active: Vec<String> = conn.zrange("txs:active", 0, -1).await.unwrap();
     assert!(active.is_empty());
@@ -137,25 +126,11 @@ async fn transitions_are_fenced_by_owner_and_state_and_pay_the_order_once() {
 async fn an_abort_records_its_reason_and_leaves_the_order_unpaid() {
     let (_s, _conn, orders, log) = redis().await;
     let id = order(&orders).await;
-    let Begin::Started(mut tx) = log
-        .begin(&id, "t1", Protocol::TwoPc, "me", LEASE)
-        .await
-        .unwrap()
-    else {
-        panic!("not started")
-    };
+    let mut tx = started(&log, &id, "t1", Protocol::TwoPc, "me").await;
     tx.abort = Some(Abort::Interrupted("presumed".into()));
-    assert!(
-        log.transition(&tx, "me", TxState::Aborting, LEASE)
-            .await
-            .unwrap()
-    );
+    assert!(moved(&log, &tx, "me", TxState::Aborting).await);
     tx.state = TxState::Aborting;
-    assert!(
-        log.transition(&tx, "me", TxState::Aborted, LEASE)
-            .await
-            .unwrap()
-    );
+    assert!(moved(&log, &tx, "me", TxState::Aborted).await);
     let recorded = log.load("t1").await.unwrap().unwrap();
     assert_eq!(
         (recorded.state, recorded.abort),
@@ -163,9 +138,7 @@ async fn an_abort_records_its_reason_and_leaves_the_order_unpaid() {
     );
     assert!(!orders.find(&id).await.unwrap().unwrap().paid);
     assert!(matches!(
-        log.begin(&id, "t2", Protocol::TwoPc, "me", LEASE)
-            .await
-            .unwrap(),
+        begin(&log, &id, "t2", Protocol::TwoPc, "me").await,
         Begin::Started(_)
     ));
 }
@@ -174,32 +147,19 @@ async fn an_abort_records_its_reason_and_leaves_the_order_unpaid() {
 async fn only_an_expired_lease_or_an_earlier_self_can_be_claimed() {
     let (_s, _conn, orders, log) = redis().await;
     let id = order(&orders).await;
-    let Begin::Started(tx) = log
-        .begin(&id, "t1", Protocol::Saga, "order-1/old", LEASE)
-        .await
-        .unwrap()
-    else {
-        panic!("not started")
-    };
-    assert_eq!(
-        log.claim("t1", "order-2/x", LEASE, "").await.unwrap(),
-        Claim::Owned
-    );
+    let tx = started(&log, &id, "t1", Protocol::Saga, "order-1/old").await;
+    assert_eq!(claim(&log, "t1", "order-2/x", "").await, Claim::Owned);
     assert!(
         log.active(false, 10).await.unwrap().is_empty(),
         "nothing expired yet"
     );
     // A restarted incarnation of the same replica takes its own transactions back at once.
     assert_eq!(
-        log.claim("t1", "order-1/new", LEASE, "order-1/")
-            .await
-            .unwrap(),
+        claim(&log, "t1", "order-1/new", "order-1/").await,
         Claim::Claimed
     );
     assert!(
-        !log.transition(&tx, "order-1/old", TxState::Committing, LEASE)
-            .await
-            .unwrap(),
+        !moved(&log, &tx, "order-1/old", TxState::Committing).await,
         "the old owner is fenced"
     );
     // Once the lease runs out, any replica may claim it.
@@ -214,26 +174,12 @@ async fn only_an_expired_lease_or_an_earlier_self_can_be_claimed() {
     tokio::time::timeout(10 * LEASE, expired)
         .await
         .expect("the lease never expired");
-    assert_eq!(
-        log.claim("t1", "order-2/x", LEASE, "").await.unwrap(),
-        Claim::Claimed
-    );
-    assert!(
-        log.transition(&tx, "order-2/x", TxState::Committing, LEASE)
-            .await
-            .unwrap()
-    );
+    assert_eq!(claim(&log, "t1", "order-2/x", "").await, Claim::Claimed);
+    assert!(moved(&log, &tx, "order-2/x", TxState::Committing).await);
     let mut done = tx.clone();
     done.state = TxState::Committing;
-    assert!(
-        log.transition(&done, "order-2/x", TxState::Committed, LEASE)
-            .await
-            .unwrap()
-    );
-    assert_eq!(
-        log.claim("t1", "order-3/y", LEASE, "").await.unwrap(),
-        Claim::Finished
-    );
+    assert!(moved(&log, &done, "order-2/x", TxState::Committed).await);
+    assert_eq!(claim(&log, "t1", "order-3/y", "").await, Claim::Finished);
 }
 
 #[tokio::test]
@@ -277,9 +223,7 @@ async fn batch_init_refuses_orders_with_a_checkout_in_flight() {
     );
     assert!(first.user_id.parse::<u64>().unwrap() < 7);
     assert!(matches!(
-        log.begin("42", "t", Protocol::Saga, "me", LEASE)
-            .await
-            .unwrap(),
+        begin(&log, "42", "t", Protocol::Saga, "me").await,
         Begin::Started(_)
     ));
     let refused = orders.batch_init(batch).await.unwrap_err();
