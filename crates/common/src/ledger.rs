@@ -166,14 +166,15 @@ impl FromRedisValue for Adjusted {
     }
 }
 
-/// The reply of `batch.lua`: `{status, id}`.
+/// The reply of a `batch_init` script (the ledger's and the order service's `batch.lua`):
+/// `{status, id}`, the id being the first record in use when the batch was refused.
 #[derive(Debug, PartialEq, Eq)]
-enum Batch {
+pub enum BatchReply {
     Ok,
     InUse(String),
 }
 
-impl FromRedisValue for Batch {
+impl FromRedisValue for BatchReply {
     fn from_redis_value(v: Value) -> Result<Self, ParsingError> {
         match strings(v, "batch")? {
             [status, _] if status == "ok" => Ok(Self::Ok),
@@ -242,8 +243,8 @@ impl Ledger {
         }
         let mut conn = self.conn();
         match crate::metrics::script("batch", invocation.invoke_async(&mut conn)).await? {
-            Batch::Ok => Ok(()),
-            Batch::InUse(id) => Err(Error::refused(
+            BatchReply::Ok => Ok(()),
+            BatchReply::InUse(id) => Err(Error::refused(
                 Code::RecordsInUse,
                 format!(
                     "{} {id:?} is part of an unfinished checkout; nothing was changed",
@@ -515,8 +516,8 @@ mod tests {
             Adjusted::Short(3)
         );
         assert_eq!(
-            decode_reply::<Batch>(&["in_use", "7"]).unwrap(),
-            Batch::InUse("7".into())
+            decode_reply::<BatchReply>(&["in_use", "7"]).unwrap(),
+            BatchReply::InUse("7".into())
         );
         let unknown_steps: [&[&str]; 4] = [
             &["refused", "nope", "", ""],
@@ -530,6 +531,6 @@ mod tests {
         for reply in [["ok", "x"], ["weird", "1"]] {
             assert!(decode_reply::<Adjusted>(&reply).is_err(), "{reply:?}");
         }
-        assert!(decode_reply::<Batch>(&["nope", ""]).is_err());
+        assert!(decode_reply::<BatchReply>(&["nope", ""]).is_err());
     }
 }

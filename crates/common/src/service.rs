@@ -105,7 +105,17 @@ impl<C> ParticipantSpec<C>
 where
     C: Serialize + DeserializeOwned + Send + 'static,
 {
-    /// Runs the participant: its Kafka command loop (consumer group named after it) beside its
+    /// The whole `main` of the participant's binary: [`launch`] with [`ParticipantSpec::run`].
+    pub async fn main(&'static self) -> Result<()> {
+        let name = self.accounts.participant.as_str();
+        launch(name, |deps, listener, shutdown| {
+            self.run(deps, listener, shutdown)
+        })
+        .await
+    }
+
+    /// Runs the participant: its Kafka command loop (consumer group named after it, behind the
+    /// topic prefix, so stacks sharing a broker never share a group) beside its
     /// HTTP API, both until `shutdown`.
     pub async fn run(
         &self,
@@ -120,10 +130,15 @@ where
         };
         let (for_commands, handle) = (app.clone(), self.handle);
         let on_command = move |envelope| handle(for_commands.clone(), envelope);
+        let group = format!(
+            "{}{}",
+            app.deps.settings.topic_prefix,
+            self.accounts.participant.as_str()
+        );
         let commands = tokio::spawn(crate::bus::commands::run(
             app.deps.bus.clone(),
             (self.topic)(&app.deps.bus.topics).to_string(),
-            self.accounts.participant.as_str(),
+            group,
             on_command,
             shutdown.clone(),
         ));

@@ -22,7 +22,11 @@ pub struct Settings {
     pub replica_id: String,
     /// `CHECKOUT_PROTOCOL`: `saga` (default) or `2pc`.
     pub protocol: Protocol,
-    /// `KAFKA_PARTITIONS`: partitions of every topic created at start-up.
+    /// `KAFKA_PARTITIONS`: partitions of every topic created at start-up (default 2). At least
+    /// the replicas of any service: each order replica owns a reply partition, and a
+    /// participant replica without a partition idles. No more: the broker's cost is per
+    /// partition batch, so on two cores 16 partitions cost about 40% more CPU per checkout than
+    /// 2 (docs/benchmark.md).
     pub partitions: i32,
     /// `KAFKA_REPLICATION`: replication factor of the topics created at start-up.
     pub replication: i32,
@@ -30,8 +34,10 @@ pub struct Settings {
     pub topic_prefix: String,
     /// `KAFKA_LINGER_MS`: producer batching delay; small, because checkout latency is the product.
     pub linger_ms: u32,
-    /// `KAFKA_FETCH_WAIT_MS` and `KAFKA_FETCH_MIN_BYTES`: how long the broker may hold a
-    /// fetch to fill it. Fewer, fuller fetches cost the broker far less CPU per message.
+    /// `KAFKA_FETCH_WAIT_MS` (default 10) and `KAFKA_FETCH_MIN_BYTES` (4096): how long the
+    /// broker may hold a fetch to fill it. Fewer, fuller fetches cost the broker far less CPU
+    /// per message; under load 4 KiB fill in a few milliseconds, so the wait mostly shows at
+    /// idle (an idle broker answering three consumers every 3 ms used a third of a core).
     pub fetch_wait_ms: u32,
     pub fetch_min_bytes: u32,
     /// `CHECKOUT_TIMEOUT_MS`: how long a checkout request waits for its transaction before it
@@ -96,11 +102,11 @@ impl Settings {
                     "CHECKOUT_PROTOCOL must be saga or 2pc, got {protocol:?}"
                 ))
             })?,
-            partitions: within("KAFKA_PARTITIONS", 16, 1, 1024)? as i32,
+            partitions: within("KAFKA_PARTITIONS", 2, 1, 1024)? as i32,
             replication: within("KAFKA_REPLICATION", 1, 1, 16)? as i32,
             topic_prefix: text("TOPIC_PREFIX", ""),
             linger_ms: within("KAFKA_LINGER_MS", 2, 0, 1000)? as u32,
-            fetch_wait_ms: within("KAFKA_FETCH_WAIT_MS", 3, 0, 10_000)? as u32,
+            fetch_wait_ms: within("KAFKA_FETCH_WAIT_MS", 10, 0, 10_000)? as u32,
             fetch_min_bytes: within("KAFKA_FETCH_MIN_BYTES", 4096, 1, 1 << 20)? as u32,
             checkout_timeout: millis("CHECKOUT_TIMEOUT_MS", 10_000, 100)?,
             step_retry: millis("STEP_RETRY_MS", 1_500, 50)?,
@@ -151,7 +157,7 @@ mod tests {
     fn defaults_are_valid() {
         let s = settings(&[]).unwrap();
         assert_eq!(s.protocol, Protocol::Saga);
-        assert_eq!(s.partitions, 16);
+        assert_eq!(s.partitions, 2);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! `checkout` → the transaction id while a checkout is in flight (see [`crate::checkout::log`],
 //! which snapshots the order into the transaction record when the checkout begins).
 
-use common::ledger::script_with_num;
+use common::ledger::{BatchReply, script_with_num};
 use common::{Code, Error, Noun, Result};
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, FromRedisValue, ParsingError, Script, Value};
@@ -47,24 +47,6 @@ impl FromRedisValue for AddItem {
             "overflow" => Self::Overflow,
             other => return Err(format!("add_item.lua answered status {other:?}").into()),
         })
-    }
-}
-
-/// The reply of `batch.lua`: `{status, id}`.
-#[derive(Debug, PartialEq, Eq)]
-enum Batch {
-    Ok,
-    InUse(String),
-}
-
-impl FromRedisValue for Batch {
-    fn from_redis_value(v: Value) -> Result<Self, ParsingError> {
-        let (status, id): (String, String) = FromRedisValue::from_redis_value(v)?;
-        match status.as_str() {
-            "ok" => Ok(Self::Ok),
-            "in_use" => Ok(Self::InUse(id)),
-            other => Err(format!("batch.lua answered status {other:?}").into()),
-        }
     }
 }
 
@@ -117,11 +99,11 @@ impl Orders {
             .arg(batch.n_users)
             .arg(batch.total)
             .arg(seed);
-        let answer: Batch =
+        let answer: BatchReply =
             common::metrics::script("order_batch", invocation.invoke_async(&mut conn)).await?;
         match answer {
-            Batch::Ok => Ok(()),
-            Batch::InUse(id) => Err(Error::refused(
+            BatchReply::Ok => Ok(()),
+            BatchReply::InUse(id) => Err(Error::refused(
                 Code::RecordsInUse,
                 format!("order {id:?} has a checkout in flight; nothing was changed"),
             )),
@@ -214,10 +196,5 @@ mod tests {
         for reply in [["ok", "x"], ["later", ""]] {
             assert!(decode_reply::<AddItem>(&reply).is_err(), "{reply:?}");
         }
-        assert_eq!(
-            decode_reply::<Batch>(&["in_use", "3"]).unwrap(),
-            Batch::InUse("3".into())
-        );
-        assert!(decode_reply::<Batch>(&["what", ""]).is_err());
     }
 }

@@ -170,7 +170,7 @@ pub struct StackConfig {
     /// Also run a Prometheus that scrapes every service replica (`MONITORING=1`).
     #[serde(default)]
     pub monitoring: bool,
-    /// Passed to the services as `KAFKA_PARTITIONS` when set.
+    /// `KAFKA_PARTITIONS` for the services; by default [`StackConfig::partitions`].
     pub kafka_partitions: Option<u32>,
     /// `RUST_LOG` for the services.
     pub rust_log: String,
@@ -192,6 +192,13 @@ pub struct StackConfig {
 }
 
 impl StackConfig {
+    /// Partitions of every topic: as set, else the services' default (2) or the replica
+    /// count if larger, so that every replica has a partition. More partitions than that
+    /// only cost the broker CPU (see `common::Settings::partitions`).
+    pub fn partitions(&self) -> u32 {
+        self.kafka_partitions.unwrap_or(self.replicas.max(2))
+    }
+
     /// The workspace this crate was compiled in; tests and `make` run from it.
     pub fn default_workspace() -> PathBuf {
         let here = Path::new(env!("CARGO_MANIFEST_DIR"));

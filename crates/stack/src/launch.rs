@@ -144,9 +144,7 @@ impl Launcher {
                     .env("REPLICA_ID", &c.name)
                     .env("CHECKOUT_PROTOCOL", self.cfg.protocol.as_str())
                     .env("RUST_LOG", &self.cfg.rust_log);
-                if let Some(p) = self.cfg.kafka_partitions {
-                    cmd.env("KAFKA_PARTITIONS", p.to_string());
-                }
+                cmd.env("KAFKA_PARTITIONS", self.cfg.partitions().to_string());
                 let knobs = self.cfg.service_knobs.iter();
                 cmd.envs(
                     knobs

@@ -1,9 +1,4 @@
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    Ok(
-        common::service::launch("stock", |deps, listener, shutdown| {
-            stock::SERVICE.run(deps, listener, shutdown)
-        })
-        .await?,
-    )
+    Ok(stock::SERVICE.main().await?)
 }

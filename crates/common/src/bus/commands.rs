@@ -48,7 +48,7 @@ const REJOIN_PATIENCE: Duration = Duration::from_secs(5);
 pub async fn run<C, H, F>(
     bus: Bus,
     topic: String,
-    group: &str,
+    group: String,
     handle: H,
     shutdown: CancellationToken,
 ) -> Result<()>
@@ -62,7 +62,7 @@ where
     while !shutdown.is_cancelled() {
         let consumer: StreamConsumer<LagContext> = bus
             .consumer_config()
-            .set("group.id", group)
+            .set("group.id", &group)
             // Static membership: a replica the watchdog restarts gets its partitions back at once.
             .set("group.instance.id", &bus.settings().replica_id)
             .set("session.timeout.ms", "6000")
@@ -78,7 +78,7 @@ where
             &broker,
             consumer,
             &topic,
-            group,
+            &group,
             handle.clone(),
             &shutdown,
         )
