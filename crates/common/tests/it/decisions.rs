@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use common::protocol::{Envelope, OrderReply, Outcome, Phase, Protocol, ReplyTo, StockCommand};
 use redis::AsyncCommands;
+use redis::aio::ConnectionManager;
 
 use super::{redis, step};
 
@@ -23,13 +24,37 @@ fn command(
     (envelope, step)
 }
 
-#[tokio::test]
-async fn a_commit_outlasts_a_redis_that_refuses_writes_and_a_try_is_parked() {
-    let (_server, ledger, mut conn) = redis().await;
+async fn item_a(conn: &mut ConnectionManager) {
     let _: () = conn
         .hset_multiple("item:a", &[("stock", 10), ("price", 1)])
         .await
         .unwrap();
+}
+
+async fn stock_and_held(conn: &mut ConnectionManager) -> (i64, i64) {
+    let (stock, held): (i64, Option<i64>) = redis::pipe()
+        .hget("item:a", "stock")
+        .hget("item:a", "held")
+        .query_async(conn)
+        .await
+        .unwrap();
+    (stock, held.unwrap_or(0))
+}
+
+async fn maxmemory(conn: &mut ConnectionManager, bytes: &str) {
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg(bytes)
+        .query_async(conn)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_commit_outlasts_a_redis_that_refuses_writes_and_a_try_is_parked() {
+    let (_server, ledger, mut conn) = redis().await;
+    item_a(&mut conn).await;
     let (prepare, try_step) = command("t1", Phase::Try, &[("a", 3)]);
     assert!(matches!(
         ledger.answer(&prepare, &try_step).await,
@@ -41,13 +66,7 @@ async fn a_commit_outlasts_a_redis_that_refuses_writes_and_a_try_is_parked() {
 
     // Redis now refuses every write (out of memory: a transient failure) for longer than a
     // participant's patience with a try.
-    let _: () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("maxmemory")
-        .arg("1")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    maxmemory(&mut conn, "1").await;
     let (commit, commit_step) = command("t1", Phase::Commit, &[]);
     let decision = tokio::spawn({
         let ledger = ledger.clone();
@@ -63,13 +82,7 @@ async fn a_commit_outlasts_a_redis_that_refuses_writes_and_a_try_is_parked() {
     );
     assert!(!decision.is_finished(), "the commit gave up like the try");
 
-    let _: () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("maxmemory")
-        .arg("0")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    maxmemory(&mut conn, "0").await;
     let applied = tokio::time::timeout(Duration::from_secs(10), decision)
         .await
         .expect("the commit applies once Redis takes writes again")
@@ -81,14 +94,8 @@ async fn a_commit_outlasts_a_redis_that_refuses_writes_and_a_try_is_parked() {
             ..
         })
     ));
-    let (stock, held): (i64, Option<i64>) = redis::pipe()
-        .hget("item:a", "stock")
-        .hget("item:a", "held")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
     assert_eq!(
-        (stock, held.unwrap_or(0)),
+        stock_and_held(&mut conn).await,
         (7, 0),
         "the commit did not take effect once"
     );
@@ -97,10 +104,7 @@ async fn a_commit_outlasts_a_redis_that_refuses_writes_and_a_try_is_parked() {
 #[tokio::test]
 async fn commits_are_applied_but_not_answered_and_cancels_are_answered() {
     let (_server, ledger, mut conn) = redis().await;
-    let _: () = conn
-        .hset_multiple("item:a", &[("stock", 10), ("price", 1)])
-        .await
-        .unwrap();
+    item_a(&mut conn).await;
     for (tx, decision) in [("c", Phase::Commit), ("x", Phase::Cancel)] {
         let (prepare, try_step) = command(tx, Phase::Try, &[("a", 4)]);
         assert!(
@@ -115,14 +119,8 @@ async fn commits_are_applied_but_not_answered_and_cancels_are_answered() {
             "{decision:?} answered {answer:?}"
         );
     }
-    let (stock, held): (i64, Option<i64>) = redis::pipe()
-        .hget("item:a", "stock")
-        .hget("item:a", "held")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
     assert_eq!(
-        (stock, held.unwrap_or(0)),
+        stock_and_held(&mut conn).await,
         (6, 0),
         "one reservation committed, one given back"
     );
