@@ -172,6 +172,8 @@ impl FromRedisValue for Adjusted {
 pub enum BatchReply {
     Ok,
     InUse(String),
+    /// The order service's batch lost its lock between two chunks.
+    Lost,
 }
 
 impl FromRedisValue for BatchReply {
@@ -179,6 +181,7 @@ impl FromRedisValue for BatchReply {
         match strings(v, "batch")? {
             [status, _] if status == "ok" => Ok(Self::Ok),
             [status, id] if status == "in_use" => Ok(Self::InUse(id)),
+            [status, _] if status == "lost" => Ok(Self::Lost),
             other => Err(format!("batch.lua answered {other:?}").into()),
         }
     }
@@ -250,6 +253,9 @@ impl Ledger {
                     "{} {id:?} is part of an unfinished checkout; nothing was changed",
                     self.kind.noun.as_str()
                 ),
+            )),
+            BatchReply::Lost => Err(Error::Internal(
+                "the ledger's batch.lua answered lost, which only the order service's may".into(),
             )),
         }
     }

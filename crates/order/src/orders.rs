@@ -9,6 +9,13 @@ use common::{Code, Error, Noun, Result};
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, FromRedisValue, ParsingError, Script, Value};
 
+/// Held while `batch_init` replaces orders; `begin` refuses new checkouts meanwhile.
+pub const BATCH_LOCK: &str = "orders:batch";
+/// Orders written by one script of `batch_init`.
+pub const BATCH_CHUNK: u64 = 20_000;
+/// How long the batch lock outlives its last chunk if the batch's caller dies.
+const BATCH_LOCK_MS: u64 = 30_000;
+
 pub fn order_key(id: &str) -> String {
     format!("order:{id}")
 }
@@ -88,26 +95,57 @@ impl Orders {
         Ok(id)
     }
 
-    /// Replaces orders `"0"..n` at once, unless one of them has a checkout in flight.
-    pub async fn batch_init(&self, batch: NewOrders) -> Result<()> {
+    /// Replaces orders `"0"..n`, unless a checkout is in flight (a member of the transaction
+    /// log's `active` set); no checkout can begin while it runs (see `lua/batch.lua`). In chunks of [`BATCH_CHUNK`] orders, each one script:
+    /// a million orders take seconds, and Redis must answer the rest of the shop meanwhile.
+    pub async fn batch_init(&self, batch: NewOrders, active: &str) -> Result<()> {
+        let token = uuid::Uuid::new_v4().to_string();
         let seed = rand::random::<u32>();
+        let step = |name: &str| {
+            let mut invocation = self.batch.prepare_invoke();
+            invocation
+                .key(BATCH_LOCK)
+                .key(active)
+                .arg(name)
+                .arg(&token)
+                .arg(BATCH_LOCK_MS);
+            invocation
+        };
         let mut conn = self.conn();
-        let mut invocation = self.batch.prepare_invoke();
-        invocation
-            .arg(batch.n)
-            .arg(batch.n_items)
-            .arg(batch.n_users)
-            .arg(batch.total)
-            .arg(seed);
-        let answer: BatchReply =
-            common::metrics::script("order_batch", invocation.invoke_async(&mut conn)).await?;
-        match answer {
-            BatchReply::Ok => Ok(()),
-            BatchReply::InUse(id) => Err(Error::refused(
-                Code::RecordsInUse,
-                format!("order {id:?} has a checkout in flight; nothing was changed"),
-            )),
+        let run = async |invocation: redis::ScriptInvocation<'_>, conn: &mut ConnectionManager| {
+            let answer: BatchReply =
+                common::metrics::script("order_batch", invocation.invoke_async(conn)).await?;
+            match answer {
+                BatchReply::Ok => Ok(()),
+                BatchReply::InUse(id) if id.is_empty() => Err(Error::refused(
+                    Code::RecordsInUse,
+                    "another batch_init is replacing the orders; nothing was changed",
+                )),
+                BatchReply::InUse(id) => Err(Error::refused(
+                    Code::RecordsInUse,
+                    format!("order {id:?} has a checkout in flight; nothing was changed"),
+                )),
+                BatchReply::Lost => Err(Error::Unavailable(
+                    "batch_init lost its lock between two chunks; run it again".into(),
+                )),
+            }
+        };
+        run(step("begin"), &mut conn).await?;
+        let mut first = 0;
+        while first < batch.n {
+            let end = (first + BATCH_CHUNK).min(batch.n);
+            let mut chunk = step("chunk");
+            chunk
+                .arg(first)
+                .arg(end)
+                .arg(batch.n_items)
+                .arg(batch.n_users)
+                .arg(batch.total)
+                .arg(seed.wrapping_add(first as u32));
+            run(chunk, &mut conn).await?;
+            first = end;
         }
+        run(step("end"), &mut conn).await
     }
 
     /// The order `id`, or `None`. Waits out a Redis restart.

@@ -103,7 +103,9 @@ async fn batch_init(
         n_users,
         total,
     };
-    app.orders.batch_init(batch).await?;
+    app.orders
+        .batch_init(batch, crate::checkout::log::ACTIVE)
+        .await?;
     Ok(Json(Message::new(format!(
         "batch init for orders successful: {n} orders"
     ))))

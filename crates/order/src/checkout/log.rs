@@ -57,6 +57,8 @@ pub enum Begin {
     InFlight(String),
     Paid,
     Missing,
+    /// `batch_init` is replacing the orders; no checkout begins meanwhile.
+    Replacing,
 }
 
 /// The reply of `begin.lua` before the record is parsed.
@@ -143,6 +145,7 @@ impl TxLog {
             .key(order_key(order_id))
             .key(tx_key(tx_id))
             .key(ACTIVE)
+            .key(crate::orders::BATCH_LOCK)
             .arg(tx_id)
             .arg(order_id)
             .arg(protocol.as_str())
@@ -156,6 +159,7 @@ impl TxLog {
             "in_flight" => Ok(Begin::InFlight(other)),
             "paid" => Ok(Begin::Paid),
             "missing" => Ok(Begin::Missing),
+            "replacing" => Ok(Begin::Replacing),
             other => Err(Error::Internal(format!("begin.lua answered {other:?}"))),
         }
     }

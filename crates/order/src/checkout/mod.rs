@@ -146,6 +146,12 @@ impl Coordinator {
             .await?;
             let outcome = match begun {
                 Begin::Missing => return Err(Error::not_found(Noun::Order, order_id)),
+                Begin::Replacing => {
+                    return Err(Error::Unavailable(
+                        "batch_init is replacing the orders; checkout can run once it is done"
+                            .into(),
+                    ));
+                }
                 Begin::Paid => return Ok(()),
                 Begin::Started(tx) => {
                     let outcome = self.spawn(tx, permit);

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use common::protocol::Protocol;
-use order::checkout::log::{Begin, Claim, TxLog, TxRecord};
+use order::checkout::log::{ACTIVE, Begin, Claim, TxLog, TxRecord};
 use order::checkout::machine::{Abort, TxState};
 use order::orders::{NewOrders, Orders};
 use redis::AsyncCommands;
@@ -211,7 +211,7 @@ async fn batch_init_refuses_orders_with_a_checkout_in_flight() {
         n_users: 7,
         total: 20,
     };
-    orders.batch_init(batch).await.unwrap();
+    orders.batch_init(batch, ACTIVE).await.unwrap();
     let first = orders.find("42").await.unwrap().unwrap();
     assert_eq!(first.total_cost, 20);
     assert_eq!(first.items.iter().map(|(_, q)| q).sum::<i64>(), 2);
@@ -226,8 +226,41 @@ async fn batch_init_refuses_orders_with_a_checkout_in_flight() {
         begin(&log, "42", "t", Protocol::Saga, "me").await,
         Begin::Started(_)
     ));
-    let refused = orders.batch_init(batch).await.unwrap_err();
+    let refused = orders.batch_init(batch, ACTIVE).await.unwrap_err();
     assert_eq!(refused.status_and_code().1, "records_in_use");
     assert_eq!(orders.find("42").await.unwrap().unwrap(), first);
     assert!(orders.find("100").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn batch_init_writes_in_chunks_and_no_checkout_begins_meanwhile() {
+    use order::orders::{BATCH_CHUNK, BATCH_LOCK};
+    let (_s, mut conn, orders, log) = redis().await;
+    let n = 2 * BATCH_CHUNK + 7;
+    let batch = NewOrders {
+        n,
+        n_items: 5,
+        n_users: 7,
+        total: 20,
+    };
+    orders.batch_init(batch, ACTIVE).await.unwrap();
+    let last = orders.find(&(n - 1).to_string()).await.unwrap().unwrap();
+    assert_eq!(last.items.iter().map(|(_, q)| q).sum::<i64>(), 2);
+    assert!(orders.find(&n.to_string()).await.unwrap().is_none());
+    let lock: Option<String> = conn.get(BATCH_LOCK).await.unwrap();
+    assert_eq!(lock, None, "a finished batch left its lock");
+
+    // While a batch holds the lock, no checkout begins and no other batch starts.
+    let _: () = conn.set(BATCH_LOCK, "another batch").await.unwrap();
+    assert!(matches!(
+        begin(&log, "3", "t", Protocol::Saga, "me").await,
+        Begin::Replacing
+    ));
+    let refused = orders.batch_init(batch, ACTIVE).await.unwrap_err();
+    assert_eq!(refused.status_and_code().1, "records_in_use");
+    let _: () = conn.del(BATCH_LOCK).await.unwrap();
+    assert!(matches!(
+        begin(&log, "3", "t", Protocol::Saga, "me").await,
+        Begin::Started(_)
+    ));
 }
