@@ -4,6 +4,11 @@
 
 CARGO ?= cargo
 STACK := ./target/release/stack
+# One build for everything: the same packages and targets as `cargo test --release
+# --workspace`, so features resolve once and no dependency is compiled twice (a second
+# variant of every dependency costs minutes on a 2-core machine). The tests' own builds of
+# the binaries (crates/stack/src/binaries.rs) and the benchmark's use the same arguments.
+BUILD := $(CARGO) build --release --workspace --all-targets
 
 .DEFAULT_GOAL := help
 .PHONY: help install build up down clean status test bench soak outage deploy-check fmt lint
@@ -15,17 +20,17 @@ help: ## Show the targets
 
 # Only needs to exist: down/status/clean work with any build of it.
 $(STACK):
-	$(CARGO) build --release -p stack
+	$(BUILD)
 
 install: ## Install missing prerequisites (redis-server, nginx-light, JVM, Maven; Kafka jars)
-	$(CARGO) build --release -p stack
+	$(BUILD)
 	$(STACK) install
 
 build: ## Build every crate (release)
-	$(CARGO) build --release --workspace
+	$(BUILD)
 
 up: install ## Build, start the whole stack in the background; returns once all is healthy
-	$(CARGO) build --release --workspace --bin stack --bin order --bin stock --bin payment
+	$(BUILD)
 	$(STACK) up
 
 down: $(STACK) ## Stop everything; data is kept
@@ -41,17 +46,17 @@ test: install build ## The whole test suite; the tests start their own stacks
 	$(CARGO) test --release --workspace
 
 bench: ## The benchmark (load generator against the stack)
-	$(CARGO) build --release --workspace --bin loadgen
+	$(BUILD)
 	./target/release/loadgen bench
 
 SOAK_MINUTES ?= 30
 
 soak: ## Sustained load for SOAK_MINUTES (30): memory, disk and RSS over time; fails on growth
-	$(CARGO) build --release --workspace --bin loadgen
+	$(BUILD)
 	./target/release/loadgen soak --minutes $(SOAK_MINUTES)
 
 outage: ## Open-loop checkouts while the Kafka broker is frozen (SIGSTOP) from 10 s to 40 s
-	$(CARGO) build --release --workspace --bin loadgen
+	$(BUILD)
 	./target/release/loadgen outage
 
 deploy-check: ## Check the container, Kubernetes and monitoring deployment files

@@ -83,24 +83,15 @@ pub struct FreshStack {
     gateway: String,
 }
 
-/// Builds the service and `stack` binaries, so the benchmark never measures stale ones
-/// (`make bench` itself only builds the load generator). A no-op when they are up to date.
+/// Builds the service and `stack` binaries, so the benchmark never measures stale ones. The
+/// same build as `make build` (every package and target, so features resolve once and no
+/// dependency is built twice): a no-op when they are up to date.
 pub fn build_binaries() -> Result<()> {
     let workspace = StackConfig::default_workspace();
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(&workspace)
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "order",
-            "-p",
-            "stock",
-            "-p",
-            "payment",
-        ])
-        .args(["-p", "stack"])
+        .args(["build", "--release", "--workspace", "--all-targets"])
         .status()
         .context("running cargo build")?;
     if !status.success() {

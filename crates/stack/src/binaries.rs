@@ -38,19 +38,16 @@ pub fn ensure(cfg: &StackConfig) -> Result<PathBuf> {
     Ok(stack_bin)
 }
 
-/// `cargo build --release --workspace --bin stack --bin SERVICE..`: always every binary, with
-/// features resolved over the whole workspace as `make build` and `make test` do, so after
-/// them this is a no-op (another package set would build a second variant of every
-/// dependency, minutes on a small machine). Under `cargo test`, `CARGO` names the running
+/// `cargo build --release --workspace --all-targets`: the very build `make build` runs and
+/// `cargo test --release --workspace` makes, so after either this is a no-op (any other set
+/// of packages or targets resolves features differently and builds a second variant of
+/// dependencies, minutes on a small machine). Under `cargo test`, `CARGO` names the running
 /// cargo, whose build lock is free while the tests run, so this cannot deadlock.
 fn build(cfg: &StackConfig, services: &[&str]) -> Result<()> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&cfg.workspace)
-        .args(["build", "--release", "--workspace", "--bin", "stack"]);
-    for service in services {
-        cmd.args(["--bin", service]);
-    }
+        .args(["build", "--release", "--workspace", "--all-targets"]);
     let status = cmd
         .status()
         .map_err(|e| Error::Prerequisite(format!("cannot run cargo: {e}")))?;
