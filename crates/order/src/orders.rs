@@ -95,8 +95,9 @@ impl Orders {
         Ok(id)
     }
 
-    /// Replaces orders `"0"..n`, unless a checkout is in flight (a member of the transaction
-    /// log's `active` set); no checkout can begin while it runs (see `lua/batch.lua`). In chunks of [`BATCH_CHUNK`] orders, each one script:
+    /// Replaces orders `"0"..n`, unless one of them has a checkout in flight (a member of the
+    /// transaction log's `active` set); none of them can begin a checkout while it runs (see
+    /// `lua/batch.lua`). In chunks of [`BATCH_CHUNK`] orders, each one script:
     /// a million orders take seconds, and Redis must answer the rest of the shop meanwhile.
     pub async fn batch_init(&self, batch: NewOrders, active: &str) -> Result<()> {
         let token = uuid::Uuid::new_v4().to_string();
@@ -130,7 +131,9 @@ impl Orders {
                 )),
             }
         };
-        run(step("begin"), &mut conn).await?;
+        let mut begin = step("begin");
+        begin.arg(batch.n);
+        run(begin, &mut conn).await?;
         let mut first = 0;
         while first < batch.n {
             let end = (first + BATCH_CHUNK).min(batch.n);

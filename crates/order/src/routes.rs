@@ -38,7 +38,11 @@ pub fn router(app: Arc<App>) -> Router {
             post(add_item),
         )
         .route("/orders/checkout/{order_id}", post(checkout))
-        .merge(crate::console::routes());
+        .merge(crate::console::routes(crate::console::Source {
+            redis: app.deps.redis.clone(),
+            replica: app.deps.settings.replica_id.clone(),
+            protocol: app.deps.settings.protocol.as_str(),
+        }));
     common::http::with_common_routes(routes, app.deps.readiness()).with_state(app)
 }
 

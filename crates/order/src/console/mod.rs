@@ -15,7 +15,6 @@
 //!   and how long it took (`a:{participant}:{phase}`), at no extra round trip.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::header;
@@ -23,10 +22,10 @@ use axum::response::{IntoResponse, Redirect};
 use axum::routing::get;
 use axum::{Json, Router};
 use common::Result;
+use redis::aio::ConnectionManager;
 use serde::Serialize;
 
 use crate::checkout::log::{ACTIVE, RECENT, STATS_BUCKET_S, stats_key, tx_key};
-use crate::routes::App;
 
 /// Upper bounds (ms) of the latency buckets `h:1`..`h:13` that `transition.lua` counts;
 /// `h:14` counts the slower ones.
@@ -44,7 +43,17 @@ const INDEX: &str = include_str!("index.html");
 const CSS: &str = include_str!("console.css");
 const JS: &str = include_str!("console.js");
 
-pub fn routes() -> Router<Arc<App>> {
+/// What the console reads: the transaction log's Redis, and who is serving.
+#[derive(Clone)]
+pub struct Source {
+    pub redis: ConnectionManager,
+    pub replica: String,
+    pub protocol: &'static str,
+}
+
+/// The console's routes; they need nothing of the service but their [`Source`], so they fit
+/// any router's state.
+pub fn routes<S: Clone + Send + Sync + 'static>(source: Source) -> Router<S> {
     Router::new()
         .route(
             "/console",
@@ -63,6 +72,7 @@ pub fn routes() -> Router<Arc<App>> {
             get(|| async { asset("text/javascript; charset=utf-8", JS) }),
         )
         .route("/console/api/state", get(state))
+        .with_state(source)
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
@@ -125,8 +135,8 @@ struct StepNote {
     ms: u64,
 }
 
-async fn state(State(app): State<Arc<App>>) -> Result<Json<Snapshot>> {
-    let mut redis = app.deps.redis.clone();
+async fn state(State(source): State<Source>) -> Result<Json<Snapshot>> {
+    let mut redis = source.redis.clone();
     let now = common::protocol::now_ms();
     let slot = now / (STATS_BUCKET_S * 1000);
     let first = slot + 1 - WINDOW;
@@ -195,8 +205,8 @@ async fn state(State(app): State<Arc<App>>) -> Result<Json<Snapshot>> {
     let committed = series.iter().rev().take(SUMMARY).map(|p| p.committed).sum();
     Ok(Json(Snapshot {
         now_ms: now,
-        replica: app.deps.settings.replica_id.clone(),
-        protocol: app.deps.settings.protocol.as_str(),
+        replica: source.replica.clone(),
+        protocol: source.protocol,
         bucket_s: STATS_BUCKET_S,
         last_minute: point(now, &minute, committed),
         series,

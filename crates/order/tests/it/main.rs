@@ -250,11 +250,19 @@ async fn batch_init_writes_in_chunks_and_no_checkout_begins_meanwhile() {
     let lock: Option<String> = conn.get(BATCH_LOCK).await.unwrap();
     assert_eq!(lock, None, "a finished batch left its lock");
 
-    // While a batch holds the lock, no checkout begins and no other batch starts.
-    let _: () = conn.set(BATCH_LOCK, "another batch").await.unwrap();
+    // While a batch holds the lock, none of its orders begins a checkout, other orders do,
+    // and no other batch starts.
+    let _: () = conn
+        .hset_multiple(BATCH_LOCK, &[("token", "another batch"), ("n", "10")])
+        .await
+        .unwrap();
     assert!(matches!(
         begin(&log, "3", "t", Protocol::Saga, "me").await,
         Begin::Replacing
+    ));
+    assert!(matches!(
+        begin(&log, "10", "u", Protocol::Saga, "me").await,
+        Begin::Started(_)
     ));
     let refused = orders.batch_init(batch, ACTIVE).await.unwrap_err();
     assert_eq!(refused.status_and_code().1, "records_in_use");

@@ -3,13 +3,17 @@
 -- asked for exactly what the order held when the checkout began.
 --
 -- KEYS[1] order hash, KEYS[2] transaction hash, KEYS[3] active set (score = lease expiry, ms),
--- KEYS[4] the batch lock (held while batch_init replaces orders)
+-- KEYS[4] the batch lock (while batch_init replaces orders 0..n-1, a hash with that n)
 -- ARGV[1] transaction id, ARGV[2] order id, ARGV[3] protocol, ARGV[4] owner, ARGV[5] lease ms
 -- Returns {status, transaction id, record}: started (with the new record's fields and
 -- values, flat) | in_flight (with the transaction in flight) | paid | missing | replacing
--- (batch_init is replacing the orders).
+-- (batch_init is replacing this order).
 local order, tx, active = KEYS[1], KEYS[2], KEYS[3]
-if redis.call('EXISTS', KEYS[4]) == 1 then return {'replacing', '', {}} end
+local replacing = tonumber(redis.call('HGET', KEYS[4], 'n'))
+local number = tonumber(ARGV[2])
+if replacing and number and tostring(number) == ARGV[2] and number < replacing then
+  return {'replacing', '', {}}
+end
 if redis.call('EXISTS', order) == 0 then return {'missing', '', {}} end
 local flat = redis.call('HGETALL', order)
 local fields = {}
