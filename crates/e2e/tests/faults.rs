@@ -336,7 +336,8 @@ async fn poisoned_commands_never_stop_a_partition(protocol: Protocol) {
         )
     };
     // More than a replica works on at once (512), so a command that blocked its slot for
-    // good would stop consumption altogether.
+    // good would stop consumption altogether; on every partition the stack's topics have.
+    let partitions = faulty.stack.config().partitions() as usize;
     for n in 0..640 {
         for topic in ["stock.commands", "payment.commands"] {
             let body = if n % 2 == 0 {
@@ -348,7 +349,7 @@ async fn poisoned_commands_never_stop_a_partition(protocol: Protocol) {
             let record = FutureRecord::to(topic)
                 .key(&key)
                 .payload(&body)
-                .partition((n % 16) as i32);
+                .partition((n % partitions) as i32);
             producer
                 .send(record, Duration::from_secs(10))
                 .await
