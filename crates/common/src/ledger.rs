@@ -433,18 +433,16 @@ impl Ledger {
             );
             (Outcome::Refused(refusal), false)
         } else {
-            let mut applied =
-                crate::db::retry(crate::db::COMMAND_PATIENCE, || self.step_replayed(tx, step))
-                    .await;
+            let attempt =
+                || crate::db::retry(crate::db::COMMAND_PATIENCE, || self.step_replayed(tx, step));
+            let mut applied = attempt().await;
             while let Err(e) = &applied
                 && !step.phase.is_answered()
                 && e.is_transient()
             {
                 tracing::error!(error = %e, %tx, phase = ?step.phase, participant = participant.as_str(),
                     "commit cannot be applied yet; still trying (its partition waits)");
-                applied =
-                    crate::db::retry(crate::db::COMMAND_PATIENCE, || self.step_replayed(tx, step))
-                        .await;
+                applied = attempt().await;
             }
             match applied {
                 Ok(answer) => answer,

@@ -223,13 +223,7 @@ impl Bus {
         let health = BrokerHealth(Arc::new(AtomicBool::new(true)));
         let (bus, flag) = (self.clone(), health.clone());
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = tick.tick() => {}
-                }
+            crate::periodic::every(Duration::from_secs(1), &shutdown, || async {
                 let up = bus.is_ready().await;
                 if flag.0.swap(up, Ordering::Relaxed) != up {
                     if up {
@@ -238,7 +232,8 @@ impl Bus {
                         tracing::warn!("kafka does not answer; refusing new checkouts");
                     }
                 }
-            }
+            })
+            .await;
         });
         health
     }

@@ -199,8 +199,13 @@ impl Coordinator {
     /// on, its consumer group delivers the commit until it is applied. Every copy of the try
     /// was sent before (under the same lease), so on the participant's partition the commit
     /// comes after all of them.
-    async fn tell(&self, tx: &TxRecord, to: Participant, deadline: Instant) -> Option<Outcome> {
-        let (participant, phase) = (to, Phase::Commit);
+    async fn tell(
+        &self,
+        tx: &TxRecord,
+        participant: Participant,
+        deadline: Instant,
+    ) -> Option<Outcome> {
+        let phase = Phase::Commit;
         let mut pause = Duration::from_millis(50);
         while Instant::now() < deadline {
             match self.send(tx, participant, phase).await {

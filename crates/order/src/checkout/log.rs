@@ -4,8 +4,9 @@
 //! Keys: `tx:{id}` (hash: the transaction record; expires [`STATE_RETENTION_S`] after it is
 //! final), `txs:active` (sorted set of unfinished transactions, scored by lease expiry in
 //! ms), and for the console `txs:recent` (the last 200 finished) and `stats:{slot}`
-//! (outcomes and latencies per 5 seconds, kept 10 minutes); see `lua/transition.lua`. `begin` also marks the order (`checkout` → transaction id) and `transition` marks it
-//! paid and frees it, in the same atomic steps.
+//! (outcomes and latencies per 5 seconds, kept 10 minutes); see `lua/transition.lua`.
+//! `begin` also marks the order (`checkout` → transaction id) and `transition` marks it paid
+//! and frees it, in the same atomic steps.
 //!
 //! [`STATE_RETENTION_S`]: common::Settings::state_retention
 
@@ -57,7 +58,7 @@ pub enum Begin {
     InFlight(String),
     Paid,
     Missing,
-    /// `batch_init` is replacing the orders; no checkout begins meanwhile.
+    /// `batch_init` is replacing this order; its checkout cannot begin meanwhile.
     Replacing,
 }
 

@@ -148,7 +148,7 @@ impl Coordinator {
                 Begin::Missing => return Err(Error::not_found(Noun::Order, order_id)),
                 Begin::Replacing => {
                     return Err(Error::Unavailable(
-                        "batch_init is replacing the orders; checkout can run once it is done"
+                        "batch_init is replacing this order; checkout can run once it is done"
                             .into(),
                     ));
                 }
