@@ -11,7 +11,7 @@ STACK := ./target/release/stack
 BUILD := $(CARGO) build --release --workspace --all-targets
 
 .DEFAULT_GOAL := help
-.PHONY: help install build up down clean status test bench soak outage deploy-check fmt lint
+.PHONY: help install build up down clean status test test-crashes test-e2e test-crates bench soak outage deploy-check fmt lint
 
 help: ## Show the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -43,7 +43,25 @@ status: $(STACK) ## One line per component: name, pid, port, health
 	@$(STACK) status || true
 
 test: install build ## The whole test suite; the tests start their own stacks
-	$(CARGO) test --release --workspace
+	$(MAKE) --no-print-directory --output-sync=target -j3 test-crashes test-e2e test-crates
+
+# The suites spend much of their time waiting (leases, deadlines, restarts), so `make test`
+# runs them in three lanes at once, each lane's output printed whole when it ends: the crash
+# suites, the other end-to-end suites (found by file name), and every other crate's tests.
+# (Cargo is kept off make's jobserver: everything is built by then.)
+LANE_CARGO := MAKEFLAGS= $(CARGO)
+CRASH_SUITES := chaos faults
+E2E_SUITES := $(basename $(notdir $(wildcard crates/e2e/tests/*.rs))) \
+	$(patsubst crates/e2e/tests/%/main.rs,%,$(wildcard crates/e2e/tests/*/main.rs))
+
+test-crashes:
+	$(LANE_CARGO) test --release -p e2e $(addprefix --test ,$(CRASH_SUITES))
+
+test-e2e:
+	$(LANE_CARGO) test --release -p e2e --lib $(addprefix --test ,$(filter-out $(CRASH_SUITES),$(E2E_SUITES)))
+
+test-crates:
+	$(LANE_CARGO) test --release --workspace --exclude e2e
 
 bench: ## The benchmark (load generator against the stack)
 	$(BUILD)
