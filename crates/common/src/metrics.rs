@@ -206,13 +206,14 @@ fn memory_of(info: &str) -> (f64, f64) {
     (field("used_memory"), field("maxmemory"))
 }
 
-/// Runs one Lua script call, timing it under `script` in a span of its own.
+/// Runs one Lua script call, timing it under `script` in a span of its own (debug level: a
+/// detail of a trace, made only when logs or an OTLP export want it; see `telemetry`).
 pub async fn script<T, F>(script: &'static str, call: F) -> T
 where
     F: Future<Output = T>,
 {
     let started = std::time::Instant::now();
-    let span = tracing::info_span!("redis", script);
+    let span = tracing::debug_span!("redis", script);
     let answer = tracing::Instrument::instrument(call, span).await;
     metrics::histogram!(REDIS_SCRIPT_DURATION, "script" => script).record(started.elapsed());
     answer

@@ -41,7 +41,7 @@ impl Coordinator {
             };
             let asked = self
                 .run_phase(&tx, phase, Instant::now() + patience, &mut lease_until)
-                .instrument(tracing::info_span!("phase", phase = phase.as_str()))
+                .instrument(tracing::debug_span!("phase", phase = phase.as_str()))
                 .await?;
             let notes = notes(phase, &asked);
             let answers: Option<Vec<Outcome>> = asked.into_iter().map(|(_, o, _)| o).collect();
@@ -114,7 +114,7 @@ impl Coordinator {
     ) -> Result<Vec<Asked>, Stop> {
         let asks = futures::future::join_all(Participant::ALL.map(|p| async move {
             let started = Instant::now();
-            let span = tracing::info_span!("ask", participant = p.as_str());
+            let span = tracing::debug_span!("ask", participant = p.as_str());
             let outcome = self.ask(tx, p, phase, deadline).instrument(span).await;
             (p, outcome, started.elapsed())
         }));
