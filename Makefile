@@ -47,21 +47,27 @@ test: install build ## The whole test suite; the tests start their own stacks
 
 # The suites spend much of their time waiting (leases, deadlines, restarts), so `make test`
 # runs them in three lanes at once, each lane's output printed whole when it ends: the crash
-# suites, the other end-to-end suites (found by file name), and every other crate's tests.
-# (Cargo is kept off make's jobserver: everything is built by then.)
-LANE_CARGO := MAKEFLAGS= $(CARGO)
+# suites, the other end-to-end suites, and every other crate's tests. Suites are found by
+# file name (tests/NAME.rs or tests/NAME/main.rs), so a new one is never left out. Every lane
+# selects the whole workspace and picks targets within it: features resolve as in `make
+# build`, so nothing is compiled again (a lane of `-p e2e` alone rebuilt a dozen crates).
+# Cargo is kept off make's jobserver: everything is built by then.
+LANE_CARGO := MAKEFLAGS= $(CARGO) test --release --workspace
+suites = $(basename $(notdir $(wildcard crates/$(1)/tests/*.rs))) \
+	$(patsubst crates/$(1)/tests/%/main.rs,%,$(wildcard crates/$(1)/tests/*/main.rs))
 CRASH_SUITES := chaos faults
-E2E_SUITES := $(basename $(notdir $(wildcard crates/e2e/tests/*.rs))) \
-	$(patsubst crates/e2e/tests/%/main.rs,%,$(wildcard crates/e2e/tests/*/main.rs))
+E2E_SUITES := $(filter-out $(CRASH_SUITES),$(call suites,e2e))
+OTHER_SUITES := $(sort $(foreach c,$(filter-out e2e,$(notdir $(wildcard crates/*))),$(call suites,$(c))))
 
 test-crashes:
-	$(LANE_CARGO) test --release -p e2e $(addprefix --test ,$(CRASH_SUITES))
+	$(LANE_CARGO) $(addprefix --test ,$(CRASH_SUITES))
 
 test-e2e:
-	$(LANE_CARGO) test --release -p e2e --lib $(addprefix --test ,$(filter-out $(CRASH_SUITES),$(E2E_SUITES)))
+	$(LANE_CARGO) $(addprefix --test ,$(E2E_SUITES))
 
 test-crates:
-	$(LANE_CARGO) test --release --workspace --exclude e2e
+	$(LANE_CARGO) --lib --bins $(addprefix --test ,$(OTHER_SUITES))
+	$(LANE_CARGO) --doc
 
 bench: ## The benchmark (load generator against the stack)
 	$(BUILD)
