@@ -183,6 +183,10 @@ pub struct StackConfig {
     /// refused (`noeviction`), never silently evicted.
     #[serde(default = "default_redis_maxmemory")]
     pub redis_maxmemory: String,
+    /// `KAFKA_JVM_OPTS`: extra JVM flags for the broker (whitespace-separated), after the
+    /// defaults so that they win. Tests' stacks have none.
+    #[serde(default)]
+    pub kafka_jvm_opts: Vec<String>,
     /// The `stack` binary that runs the supervisor; default `bin_dir/stack`. The stack crate's
     /// own tests point it at `CARGO_BIN_EXE_stack`.
     #[serde(default)]
@@ -235,6 +239,9 @@ impl StackConfig {
                 .filter_map(|(key, _)| Some((key.to_string(), env_text(key)?)))
                 .collect(),
             redis_maxmemory: env_text("REDIS_MAXMEMORY").unwrap_or_else(default_redis_maxmemory),
+            kafka_jvm_opts: env_text("KAFKA_JVM_OPTS")
+                .map(|v| v.split_whitespace().map(str::to_string).collect())
+                .unwrap_or_default(),
             stack_bin: None,
             ephemeral: false,
         };
@@ -267,6 +274,7 @@ impl StackConfig {
             service_env: Vec::new(),
             service_knobs: Vec::new(),
             redis_maxmemory: default_redis_maxmemory(),
+            kafka_jvm_opts: Vec::new(),
             stack_bin: None,
             ephemeral: true,
         }

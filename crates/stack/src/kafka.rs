@@ -15,14 +15,6 @@ pub const MAIN_CLASS: &str = "kafka.Kafka";
 /// Heap of the broker: enough for a benchmark, small enough for a 2-core CI box.
 pub const HEAP: &str = "-Xmx512m";
 
-/// Extra JVM flags for the broker from `KAFKA_JVM_OPTS` (whitespace-separated), after the
-/// defaults so that they win.
-pub fn extra_jvm_opts() -> Vec<String> {
-    std::env::var("KAFKA_JVM_OPTS")
-        .map(|v| v.split_whitespace().map(str::to_string).collect())
-        .unwrap_or_default()
-}
-
 /// The classpath, resolved by Maven if the cached file is missing or names a jar that is gone.
 pub fn classpath(cfg: &StackConfig) -> Result<String> {
     let file = cfg.kafka_classpath_file();

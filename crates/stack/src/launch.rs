@@ -126,7 +126,7 @@ impl Launcher {
                 let mut cmd = Command::new(&self.java);
                 cmd.arg(kafka::HEAP)
                     .args(["-XX:+UseG1GC", "-Djava.awt.headless=true"])
-                    .args(kafka::extra_jvm_opts())
+                    .args(&self.cfg.kafka_jvm_opts)
                     .arg(kafka::cds_args(&self.cfg))
                     .arg(format!(
                         "-Dlog4j2.configurationFile={}",
