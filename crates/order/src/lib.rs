@@ -32,8 +32,10 @@ use routes::App;
 pub async fn run(deps: Deps, listener: TcpListener, shutdown: CancellationToken) -> Result<()> {
     let replies = Replies::start(&deps.bus, shutdown.clone())?;
     let settings = deps.settings.clone();
+    let log = TxLog::new(deps.redis.clone(), settings.state_retention);
+    tokio::spawn(log.tally().run(deps.redis.clone(), shutdown.clone()));
     let coordinator = Coordinator::new(
-        TxLog::new(deps.redis.clone(), settings.state_retention),
+        log,
         deps.bus.clone(),
         deps.bus.watch_health(shutdown.clone()),
         replies.clone(),

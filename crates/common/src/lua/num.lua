@@ -41,13 +41,18 @@ local function fits(a)
   return cmp(a, I64_MAX) <= 0
 end
 
--- An account's counter, checked: the field must hold a canonical integer that fits (absent
--- counts as 0). A corrupt value is an error before anything was written.
-local function counter(key, field)
-  local v = redis.call('HGET', key, field)
+-- The value `v` of an account's counter (as HGET or HMGET read it), checked: it must be a
+-- canonical integer that fits (absent counts as 0). A corrupt value is an error before
+-- anything was written.
+local function checked(key, field, v)
   if not v then return '0' end
   if not canonical(v) or not fits(v) then
     return error('corrupt counter ' .. key .. ' ' .. field .. '=' .. tostring(v))
   end
   return v
+end
+
+-- An account's counter, read and checked.
+local function counter(key, field)
+  return checked(key, field, redis.call('HGET', key, field))
 end

@@ -26,7 +26,12 @@
 -- '1' (else ''): the metrics count such duplicates.
 local record, phase, protocol, field = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
 local may_wait, retention = ARGV[4] == '1', ARGV[5]
-local state = redis.call('HGET', record, 'state')
+-- The record, read once: every command a script runs is also written to the AOF or costs a
+-- lookup, and this script runs for every step of every checkout.
+local flat = redis.call('HGETALL', record)
+local recorded = {}
+for i = 1, #flat, 2 do recorded[flat[i]] = flat[i + 1] end
+local state = recorded['state']
 
 -- Ends the step: its record is the duplicate check for as long as a copy of its commands
 -- may still be applied, and no longer.
@@ -37,7 +42,7 @@ end
 
 -- The recorded lines {key, amount}, with the checks that moving them relies on.
 local function recorded_lines(give_back)
-  local flat, lines = redis.call('HGETALL', record), {}
+  local lines = {}
   for i = 1, #flat, 2 do
     local key = string.match(flat[i], '^line:(.*)$')
     if key then
@@ -68,7 +73,7 @@ if phase == 'try' then
     return {'done', '', '', '1'}
   end
   if state == 'refused' then
-    return {'refused', redis.call('HGET', record, 'reason'), redis.call('HGET', record, 'key'), '1'}
+    return {'refused', recorded['reason'] or '', recorded['key'] or '', '1'}
   end
   if state then return {'refused', 'cancelled', '', ''} end
   local seen, wants = {}, {}
@@ -77,14 +82,21 @@ if phase == 'try' then
     seen[KEYS[i]] = true
     wants[i] = canonical(ARGV[i + 4]) or error('bad amount ' .. tostring(ARGV[i + 4]))
   end
+  -- Both counters of each account in one read; an account without its available field may
+  -- not exist at all, which only then costs an EXISTS. Every account is read before any is
+  -- judged, so a missing account is reported before a short one, whatever their order.
+  local balances = {}
   for i = 2, #KEYS do
-    if redis.call('EXISTS', KEYS[i]) == 0 then
+    local v = redis.call('HMGET', KEYS[i], field, 'held')
+    if not v[1] and redis.call('EXISTS', KEYS[i]) == 0 then
       finish('refused', 'reason', 'missing', 'key', KEYS[i])
       return {'refused', 'missing', KEYS[i], ''}
     end
+    balances[i] = v
   end
   for i = 2, #KEYS do
-    local have, held = counter(KEYS[i], field), counter(KEYS[i], 'held')
+    local have = checked(KEYS[i], field, balances[i][1])
+    local held = checked(KEYS[i], 'held', balances[i][2])
     if cmp(have, wants[i]) < 0 then
       if may_wait and held ~= '0' and cmp(add(have, held), wants[i]) >= 0 then
         return {'busy', 'short', KEYS[i], ''}
@@ -103,8 +115,9 @@ if phase == 'try' then
     taken[#taken + 1] = wants[i]
   end
   if protocol == 'saga' then state = 'taken' else state = 'prepared' end
-  if #taken > 0 then redis.call('HSET', record, unpack(taken)) end
-  redis.call('HSET', record, 'state', state)
+  taken[#taken + 1] = 'state'
+  taken[#taken + 1] = state
+  redis.call('HSET', record, unpack(taken))
   return {'done', '', '', ''}
 elseif phase == 'commit' then
   -- 2PC: the decision. Saga: the coordinator confirms the action is final.

@@ -4,12 +4,13 @@
 //! Keys: `tx:{id}` (hash: the transaction record; expires [`STATE_RETENTION_S`] after it is
 //! final), `txs:active` (sorted set of unfinished transactions, scored by lease expiry in
 //! ms), and for the console `txs:recent` (the last 200 finished) and `stats:{slot}`
-//! (outcomes and latencies per 5 seconds, kept 10 minutes); see `lua/transition.lua`.
+//! (outcomes and latencies per 5 seconds, kept 10 minutes), which [`Tally`] writes.
 //! `begin` also marks the order (`checkout` → transaction id) and `transition` marks it paid
 //! and frees it, in the same atomic steps.
 //!
 //! [`STATE_RETENTION_S`]: common::Settings::state_retention
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::protocol::Protocol;
@@ -18,6 +19,7 @@ use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, FromRedisValue, ParsingError, Script, Value};
 
 use super::machine::{Abort, TxState, abort_fields, abort_from_fields};
+use super::tally::Tally;
 use crate::orders::{number, order_key};
 
 pub const ACTIVE: &str = "txs:active";
@@ -94,15 +96,15 @@ impl FromRedisValue for Claim {
     }
 }
 
-/// The reply of `transition.lua`: true when written, false when fenced.
-struct Transition(bool);
+/// The reply of `transition.lua`: the Redis clock (ms) of the write, `None` when fenced.
+struct Transition(Option<u64>);
 
 impl FromRedisValue for Transition {
     fn from_redis_value(v: Value) -> Result<Self, ParsingError> {
-        let (status, _state): (String, String) = FromRedisValue::from_redis_value(v)?;
+        let (status, _state, now): (String, String, u64) = FromRedisValue::from_redis_value(v)?;
         match status.as_str() {
-            "ok" => Ok(Self(true)),
-            "fenced" => Ok(Self(false)),
+            "ok" => Ok(Self(Some(now))),
+            "fenced" => Ok(Self(None)),
             other => Err(format!("transition.lua answered status {other:?}").into()),
         }
     }
@@ -115,6 +117,8 @@ pub struct TxLog {
     begin: Script,
     transition: Script,
     claim: Script,
+    /// The console's figures, counted as transitions are written.
+    tally: Arc<Tally>,
 }
 
 impl TxLog {
@@ -125,7 +129,13 @@ impl TxLog {
             begin: Script::new(include_str!("lua/begin.lua")),
             transition: Script::new(include_str!("lua/transition.lua")),
             claim: Script::new(include_str!("lua/claim.lua")),
+            tally: Arc::default(),
         }
+    }
+
+    /// The console's figures this log counts; [`Tally::run`] writes them.
+    pub fn tally(&self) -> Arc<Tally> {
+        self.tally.clone()
     }
 
     fn conn(&self) -> ConnectionManager {
@@ -188,14 +198,11 @@ impl TxLog {
         notes: &[(String, String)],
     ) -> Result<bool> {
         let next = if to == tx.state { "" } else { to.as_str() };
-        let slot = common::protocol::now_ms() / (STATS_BUCKET_S * 1000);
         let mut invocation = self.transition.prepare_invoke();
         invocation
             .key(tx_key(&tx.id))
             .key(ACTIVE)
             .key(order_key(&tx.order_id))
-            .key(RECENT)
-            .key(stats_key(slot))
             .arg(owner)
             .arg(tx.state.as_str())
             .arg(next)
@@ -212,7 +219,31 @@ impl TxLog {
         let mut conn = self.conn();
         let Transition(written) =
             common::metrics::script("transition", invocation.invoke_async(&mut conn)).await?;
-        Ok(written)
+        let Some(now) = written else { return Ok(false) };
+        if to != tx.state {
+            self.count(tx, to, now);
+        }
+        Ok(true)
+    }
+
+    /// Counts a written transition for the console: the client's answer is decided when the
+    /// transaction commits or aborts, and it is finished when it is final.
+    fn count(&self, tx: &TxRecord, to: TxState, now: u64) {
+        let took = now.saturating_sub(tx.started_ms);
+        match to {
+            TxState::Committing => self.tally.decided("committed", took, now),
+            TxState::Aborted => {
+                let outcome = match &tx.abort {
+                    Some(Abort::Refused(r)) => r.code.as_str(),
+                    _ => "interrupted",
+                };
+                self.tally.decided(outcome, took, now);
+            }
+            _ => {}
+        }
+        if to.phase().is_none() {
+            self.tally.finished(&tx.id);
+        }
     }
 
     /// Takes over `tx_id` if its lease expired, or if its owner starts with `steal_prefix`.

@@ -5,6 +5,7 @@
 //! - `driver` — the task that runs one transaction's machine: phases, resends, the lease.
 //! - [`log`] — the write-ahead transaction records in Redis.
 //! - [`recovery`] — finishes transactions whose coordinator vanished.
+//! - [`tally`] — the console's figures, counted in memory and written once a second.
 //!
 //! Every transaction is driven by one task that owns it through a lease in Redis. Before
 //! each step the task writes the transaction's state (the write-ahead record); it sends each
@@ -21,6 +22,7 @@ mod driver;
 pub mod log;
 pub mod machine;
 pub mod recovery;
+pub mod tally;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

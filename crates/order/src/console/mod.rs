@@ -6,10 +6,11 @@
 //! replica's transactions, and memory stays bounded:
 //!
 //! - throughput, latency percentiles and outcomes: `stats:{slot}`, one hash per 5 seconds
-//!   that `transition.lua` counts into when a checkout's answer is decided (outcome counts
-//!   and a latency histogram) and that expires after 10 minutes; the page shows 5 minutes;
+//!   (outcome counts and a latency histogram of the checkouts whose answer was decided then)
+//!   that expires after 10 minutes; the page shows 5 minutes;
 //! - the transactions in flight: `txs:active`; the recent ones: `txs:recent`, the last 200
-//!   finished (capped in the same script);
+//!   finished. Each replica counts both in memory and adds them once a second
+//!   ([`Tally`](crate::checkout::tally::Tally)), so they may lag a second;
 //! - each transaction's timeline: its record `tx:{id}`, where the scripts note the time of
 //!   every state (`t:{state}`) and the coordinator each participant's answer to each phase
 //!   and how long it took (`a:{participant}:{phase}`), at no extra round trip.
@@ -26,12 +27,7 @@ use redis::aio::ConnectionManager;
 use serde::Serialize;
 
 use crate::checkout::log::{ACTIVE, RECENT, STATS_BUCKET_S, stats_key, tx_key};
-
-/// Upper bounds (ms) of the latency buckets `h:1`..`h:13` that `transition.lua` counts;
-/// `h:14` counts the slower ones.
-pub const LATENCY_BOUNDS_MS: [u64; 13] =
-    [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000];
-const BUCKETS: usize = LATENCY_BOUNDS_MS.len() + 1;
+use crate::checkout::tally::{BUCKETS, LATENCY_BOUNDS_MS};
 /// 5 minutes of 5-second buckets.
 const WINDOW: u64 = 60;
 /// The summary tiles cover the last minute.

@@ -121,6 +121,7 @@ async fn every_redis_is_bounded_and_durable() {
             ("auto-aof-rewrite-min-size", "67108864"),
             ("appendonly", "yes"),
             ("appendfsync", "always"),
+            ("latency-tracking", "no"),
         ] {
             let got = client::config_get(&url, parameter).await;
             assert_eq!(got, want, "{service}-db: {parameter}");

@@ -14,8 +14,8 @@ local number = tonumber(ARGV[2])
 if replacing and number and tostring(number) == ARGV[2] and number < replacing then
   return {'replacing', '', {}}
 end
-if redis.call('EXISTS', order) == 0 then return {'missing', '', {}} end
 local flat = redis.call('HGETALL', order)
+if #flat == 0 then return {'missing', '', {}} end
 local fields = {}
 for i = 1, #flat, 2 do fields[flat[i]] = flat[i + 1] end
 if fields['paid'] == '1' then return {'paid', '', {}} end
