@@ -38,6 +38,18 @@ fn default_redis_maxmemory() -> String {
     DEFAULT_REDIS_MAXMEMORY.into()
 }
 
+/// Tokio worker threads of each service process unless `SERVICE_THREADS` says otherwise.
+///
+/// One: the whole stack (three Redis, the broker, nginx, the services) shares the machine's
+/// cores, and each service spends its time waiting on Redis and Kafka. A second worker only
+/// adds wake-ups and hand-overs between threads: on 2 cores, one worker cut the services' CPU
+/// per checkout by about 15 % and raised throughput by 5-10 % (`make bench`, docs/benchmark.md).
+pub const DEFAULT_SERVICE_THREADS: u32 = 1;
+
+fn default_service_threads() -> u32 {
+    DEFAULT_SERVICE_THREADS
+}
+
 /// The checkout protocol the services run; passed to them as `CHECKOUT_PROTOCOL`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -187,6 +199,10 @@ pub struct StackConfig {
     /// defaults so that they win. Tests' stacks have none.
     #[serde(default)]
     pub kafka_jvm_opts: Vec<String>,
+    /// `SERVICE_THREADS`: tokio worker threads of each service process (passed to them as
+    /// `TOKIO_WORKER_THREADS`); see [`DEFAULT_SERVICE_THREADS`].
+    #[serde(default = "default_service_threads")]
+    pub service_threads: u32,
     /// The `stack` binary that runs the supervisor; default `bin_dir/stack`. The stack crate's
     /// own tests point it at `CARGO_BIN_EXE_stack`.
     #[serde(default)]
@@ -211,7 +227,7 @@ impl StackConfig {
 
     /// The `make up` stack: `.stack/` in the workspace, fixed ports, knobs from the environment
     /// (`REPLICAS`, `CHECKOUT_PROTOCOL`, `GATEWAY_PORT`, `KAFKA_PARTITIONS`, `RUST_LOG`,
-    /// `REDIS_MAXMEMORY`, and the [`SERVICE_KNOBS`]).
+    /// `REDIS_MAXMEMORY`, `KAFKA_JVM_OPTS`, `SERVICE_THREADS`, and the [`SERVICE_KNOBS`]).
     pub fn from_env() -> Result<Self> {
         let workspace = Self::default_workspace();
         let mut ports = PortLayout::default();
@@ -242,6 +258,7 @@ impl StackConfig {
             kafka_jvm_opts: env_text("KAFKA_JVM_OPTS")
                 .map(|v| v.split_whitespace().map(str::to_string).collect())
                 .unwrap_or_default(),
+            service_threads: env_parse("SERVICE_THREADS")?.unwrap_or(DEFAULT_SERVICE_THREADS),
             stack_bin: None,
             ephemeral: false,
         };
@@ -275,6 +292,7 @@ impl StackConfig {
             service_knobs: Vec::new(),
             redis_maxmemory: default_redis_maxmemory(),
             kafka_jvm_opts: Vec::new(),
+            service_threads: DEFAULT_SERVICE_THREADS,
             stack_bin: None,
             ephemeral: true,
         }
@@ -322,6 +340,12 @@ impl StackConfig {
             return Err(Error::Config(format!(
                 "REPLICAS must be within 1..={max}, got {}",
                 self.replicas
+            )));
+        }
+        if self.service_threads == 0 || self.service_threads > 64 {
+            return Err(Error::Config(format!(
+                "SERVICE_THREADS must be within 1..=64, got {}",
+                self.service_threads
             )));
         }
         let memory = self.redis_maxmemory.to_ascii_lowercase();
@@ -445,6 +469,19 @@ mod tests {
         for bad in ["", "gb", "1tb", "1.5gb", "-1"] {
             c.redis_maxmemory = bad.into();
             assert!(c.validate().is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn service_threads_are_bounded() {
+        let mut c = StackConfig::for_tests("t");
+        for good in [1, 2, 64] {
+            c.service_threads = good;
+            c.validate().unwrap();
+        }
+        for bad in [0, 65] {
+            c.service_threads = bad;
+            assert!(c.validate().is_err(), "{bad} accepted");
         }
     }
 

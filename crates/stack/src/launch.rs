@@ -147,7 +147,8 @@ impl Launcher {
                     .env("KAFKA_BROKERS", format!("127.0.0.1:{}", self.ports.kafka))
                     .env("REPLICA_ID", &c.name)
                     .env("CHECKOUT_PROTOCOL", self.cfg.protocol.as_str())
-                    .env("RUST_LOG", &self.cfg.rust_log);
+                    .env("RUST_LOG", &self.cfg.rust_log)
+                    .env("TOKIO_WORKER_THREADS", self.cfg.service_threads.to_string());
                 cmd.env("KAFKA_PARTITIONS", self.cfg.partitions().to_string());
                 let knobs = self.cfg.service_knobs.iter();
                 cmd.envs(

@@ -192,6 +192,16 @@ async fn gateway_hides_a_killed_replica_from_clients() {
     let stack = Stack::start(config("stack-it-full").with_replicas(2).with_services())
         .await
         .expect("full stack starts");
+    // Each service process is told how many tokio workers to run (`SERVICE_THREADS`).
+    let threads = format!("TOKIO_WORKER_THREADS={}", stack.config().service_threads);
+    for name in ["order-1", "stock-2", "payment-1"] {
+        let pid = stack.pid(name).expect("service pid");
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).expect("environ");
+        assert!(
+            environ.split(|b| *b == 0).any(|v| v == threads.as_bytes()),
+            "{name} runs without {threads}"
+        );
+    }
     let gateway = stack.gateway_url();
     let (status, created) = client::http_post(&gateway, "/stock/item/create/7").await;
     assert_eq!(status, 200, "{created}");
