@@ -122,6 +122,7 @@ async fn every_redis_is_bounded_and_durable() {
             ("appendonly", "yes"),
             ("appendfsync", "always"),
             ("latency-tracking", "no"),
+            ("rdbcompression", "no"),
         ] {
             let got = client::config_get(&url, parameter).await;
             assert_eq!(got, want, "{service}-db: {parameter}");
