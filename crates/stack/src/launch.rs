@@ -131,6 +131,7 @@ impl Launcher {
                 let mut cmd = Command::new(&self.java);
                 cmd.arg(kafka::HEAP)
                     .args(["-XX:+UseG1GC", "-Djava.awt.headless=true"])
+                    .args(kafka::JIT)
                     .args(&self.cfg.kafka_jvm_opts)
                     .arg(kafka::cds_args(&self.cfg))
                     .arg(format!(
