@@ -130,7 +130,8 @@ impl Launcher {
             Kind::Kafka => {
                 let mut cmd = Command::new(&self.java);
                 cmd.arg(kafka::HEAP)
-                    .args(["-XX:+UseG1GC", "-Djava.awt.headless=true"])
+                    .args(kafka::gc_flag(&self.cfg.kafka_jvm_opts))
+                    .arg("-Djava.awt.headless=true")
                     .args(kafka::JIT)
                     .args(&self.cfg.kafka_jvm_opts)
                     .arg(kafka::cds_args(&self.cfg))
