@@ -256,7 +256,10 @@ mod tests {
     fn a_collector_chosen_in_the_options_replaces_g1() {
         let opts = |o: &[&str]| o.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert_eq!(gc_flag(&[]), Some("-XX:+UseG1GC"));
-        assert_eq!(gc_flag(&opts(&["-XX:TieredStopAtLevel=1"])), Some("-XX:+UseG1GC"));
+        assert_eq!(
+            gc_flag(&opts(&["-XX:TieredStopAtLevel=1"])),
+            Some("-XX:+UseG1GC")
+        );
         assert_eq!(gc_flag(&opts(&["-Xss1m", "-XX:+UseSerialGC"])), None);
         assert_eq!(gc_flag(&opts(&["-XX:+UseParallelGC"])), None);
     }
