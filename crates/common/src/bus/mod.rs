@@ -13,7 +13,7 @@ use metrics::Histogram;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::ConsumerContext;
-use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::statistics::Statistics;
@@ -26,6 +26,10 @@ use tokio_util::sync::CancellationToken;
 use crate::error::{Error, Result};
 use crate::protocol::Envelope;
 use crate::settings::Settings;
+
+/// How long [`Bus::send`] waits for the broker to take a message: librdkafka's queue timeout
+/// (5 s) and `message.timeout.ms` (10 s), and a margin.
+pub const SEND_PATIENCE: Duration = Duration::from_secs(20);
 
 /// Topic names, optionally prefixed so several stacks can share one broker.
 #[derive(Clone, Debug)]
@@ -179,17 +183,32 @@ impl Bus {
         if let Some(p) = partition {
             record = record.partition(p);
         }
-        let sent = self
-            .producer
-            .send(record, Timeout::After(Duration::from_secs(5)))
-            .await;
+        // librdkafka reports every message within `message.timeout.ms` (10 s) of taking it, and
+        // takes it within the queue timeout (5 s); the deadline is ours all the same, so that
+        // no caller can wait for ever on a report that never comes (a coordinator that did
+        // would renew its lease and hold the transaction undecided).
+        let sent = tokio::time::timeout(
+            SEND_PATIENCE,
+            self.producer
+                .send(record, Timeout::After(Duration::from_secs(5))),
+        )
+        .await;
         if let Some((_, timer)) = self.produce_timers.iter().find(|(t, _)| t == topic) {
             timer.record(started.elapsed());
         }
-        sent.map(|_| ()).map_err(|(e, _)| {
-            self.exit_if_fatal();
-            Error::Kafka(e)
-        })
+        match sent {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err((e, _))) => {
+                self.exit_if_fatal();
+                Err(Error::Kafka(e))
+            }
+            Err(_) => {
+                tracing::warn!(topic, tx = %message.tx, "no delivery report within {SEND_PATIENCE:?}");
+                Err(Error::Kafka(KafkaError::MessageProduction(
+                    RDKafkaErrorCode::MessageTimedOut,
+                )))
+            }
+        }
     }
 
     /// An idempotent producer that librdkafka declares fatally failed can send nothing more.
