@@ -212,12 +212,12 @@ pub struct StackConfig {
 }
 
 impl StackConfig {
-    /// Partitions of every topic: as set, else one per replica, so that every replica has a
-    /// partition. More partitions than that only cost CPU: every partition is a batch of
-    /// its own in each request, and a queue the producer's thread scans on every wake-up
-    /// (one partition instead of two: 0.78 → 0.69 ms per checkout, docs/benchmark.md).
+    /// Partitions of every topic: as set, else the services' default (2) or the replica
+    /// count if larger, so that every replica has a partition. More partitions than that
+    /// only cost CPU (see `common::Settings::partitions`). One partition per replica cost
+    /// 4–10 % less, but is not the default yet: docs/benchmark.md, fourth pass.
     pub fn partitions(&self) -> u32 {
-        self.kafka_partitions.unwrap_or(self.replicas)
+        self.kafka_partitions.unwrap_or(self.replicas.max(2))
     }
 
     /// The workspace this crate was compiled in; tests and `make` run from it.
