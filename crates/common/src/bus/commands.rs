@@ -177,6 +177,11 @@ async fn consume<C, H, F>(
             }
         }
     }
+    // Closing a consumer talks to its group coordinator and may block for many seconds (after
+    // a frozen broker fenced itself and is reloading its groups, a close took longer than a
+    // test's patience). Off the runtime: a service runs one worker thread by default, and
+    // everything it serves, the replacement consumer included, would wait for the close.
+    tokio::task::spawn_blocking(move || drop(consumer));
 }
 
 /// Sends a reply, retrying while Kafka is away: the command's offset must not be stored
