@@ -27,9 +27,17 @@ use crate::error::{Error, Result};
 use crate::protocol::Envelope;
 use crate::settings::Settings;
 
-/// How long [`Bus::send`] waits for the broker to take a message: librdkafka's queue timeout
-/// (5 s) and `message.timeout.ms` (10 s), and a margin.
-pub const SEND_PATIENCE: Duration = Duration::from_secs(20);
+/// How long librdkafka may wait for room in its queue to take a message.
+const QUEUE_TIMEOUT_S: u64 = 5;
+/// How long librdkafka may take to deliver a message it took (`message.timeout.ms`); it
+/// reports every message within this.
+const MESSAGE_TIMEOUT_S: u64 = 10;
+
+/// How long [`Bus::send`] waits for a message's delivery report: both of librdkafka's timeouts
+/// and a margin. The deadline is ours all the same, so that no caller waits for ever on a
+/// report that never comes (a coordinator that did would renew its lease and hold its
+/// transaction undecided).
+pub const SEND_PATIENCE: Duration = Duration::from_secs(QUEUE_TIMEOUT_S + MESSAGE_TIMEOUT_S + 5);
 
 /// Topic names, optionally prefixed so several stacks can share one broker.
 #[derive(Clone, Debug)]
@@ -69,7 +77,7 @@ impl Bus {
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", settings.linger_ms.to_string())
-            .set("message.timeout.ms", "10000")
+            .set("message.timeout.ms", (MESSAGE_TIMEOUT_S * 1000).to_string())
             .set("socket.nagle.disable", "true")
             .create()?;
         let topics = Topics::new(&settings.topic_prefix);
@@ -183,14 +191,10 @@ impl Bus {
         if let Some(p) = partition {
             record = record.partition(p);
         }
-        // librdkafka reports every message within `message.timeout.ms` (10 s) of taking it, and
-        // takes it within the queue timeout (5 s); the deadline is ours all the same, so that
-        // no caller can wait for ever on a report that never comes (a coordinator that did
-        // would renew its lease and hold the transaction undecided).
         let sent = tokio::time::timeout(
             SEND_PATIENCE,
             self.producer
-                .send(record, Timeout::After(Duration::from_secs(5))),
+                .send(record, Timeout::After(Duration::from_secs(QUEUE_TIMEOUT_S))),
         )
         .await;
         if let Some((_, timer)) = self.produce_timers.iter().find(|(t, _)| t == topic) {
