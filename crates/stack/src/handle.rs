@@ -282,12 +282,14 @@ impl Stack {
             .root
             .join(crate::supervisor::CRASH_LOOP_FILE);
         loop {
-            if let Ok(report) = std::fs::read_to_string(&path) {
-                let name = report.split(':').next().unwrap_or_default().to_string();
-                let log = self.log_path(&name);
+            let report = std::fs::read(&path).ok().and_then(|json| {
+                serde_json::from_slice::<crate::supervisor::CrashLoopReport>(&json).ok()
+            });
+            if let Some(report) = report {
+                let log = self.log_path(&report.component);
                 return Error::CrashLoop {
                     tail: tail(&log, 20),
-                    report: report.trim().to_string(),
+                    report: Box::new(report),
                     log,
                 };
             }

@@ -77,6 +77,7 @@ use nix::sys::signal::Signal;
 
 pub use config::{PortLayout, Ports, Protocol, StackConfig};
 pub use handle::{ComponentStatus, Stack};
+pub use supervisor::CrashLoopReport;
 
 /// How long a supervisor may take to stop everything (Kafka's controlled shutdown included)
 /// before `down` kills what is left.
@@ -114,7 +115,7 @@ pub enum Error {
     Unhealthy { waited: Duration, detail: String },
     #[error("crash loop while starting: {report}; last lines of {log}:\n{tail}")]
     CrashLoop {
-        report: String,
+        report: Box<supervisor::CrashLoopReport>,
         log: PathBuf,
         tail: String,
     },

@@ -48,8 +48,31 @@ const BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// Quick crashes in a row, while the stack starts, after which the launcher gives up at once
 /// instead of waiting out its start timeout (a service that cannot start, say).
 const CRASH_LOOP_COUNT: u32 = 5;
-/// Written while starting when a component crash-loops: `NAME: last exit status` lines.
+/// Written while starting when a component crash-loops: one [`CrashLoopReport`] (JSON).
 pub const CRASH_LOOP_FILE: &str = "crash-loop";
+
+/// What the supervisor tells its launcher about a component that cannot start.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CrashLoopReport {
+    pub component: String,
+    /// How its last run ended, e.g. `exit status: 1`.
+    pub last_exit: String,
+    /// Quick exits in a row.
+    pub exits: u32,
+    /// From its first launch to the report: how fast the launcher gave up. Measured from the
+    /// component's own start, not the stack's, since earlier stages (Kafka) may take long.
+    pub after: Duration,
+}
+
+impl std::fmt::Display for CrashLoopReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} exited {} times in {:.1?} (last: {})",
+            self.component, self.exits, self.after, self.last_exit
+        )
+    }
+}
 
 /// What every watchdog shares.
 struct Ctx {
@@ -158,6 +181,7 @@ async fn watchdog(ctx: Arc<Ctx>, c: Component, mut stop: watch::Receiver<bool>) 
     let mut backoff = BACKOFF_MIN;
     let mut quick_crashes = 0;
     let mut died_at: Option<Instant> = None;
+    let first_launch = Instant::now();
     while !*stop.borrow() {
         let started = Instant::now();
         let mut child = match launcher.spawn(&c) {
@@ -193,7 +217,15 @@ async fn watchdog(ctx: Arc<Ctx>, c: Component, mut stop: watch::Receiver<bool>) 
                 if started.elapsed() < CRASH_LOOP_WINDOW {
                     quick_crashes += 1;
                     if quick_crashes == CRASH_LOOP_COUNT && ctx.starting.load(Ordering::Relaxed) {
-                        report_crash_loop(&ctx.cfg, &c, &status);
+                        report_crash_loop(
+                            &ctx.cfg,
+                            CrashLoopReport {
+                                component: c.name.clone(),
+                                last_exit: status.clone(),
+                                exits: quick_crashes,
+                                after: first_launch.elapsed(),
+                            },
+                        );
                     }
                     backoff = pause(&mut stop, backoff).await;
                 } else {
@@ -230,20 +262,14 @@ async fn report_recovery(c: Component, died: Instant, stop: watch::Receiver<bool
     }
 }
 
-fn report_crash_loop(cfg: &StackConfig, c: &Component, status: &str) {
-    error!(
-        "{} crash-loops while the stack starts (last: {status})",
-        c.name
-    );
+fn report_crash_loop(cfg: &StackConfig, report: CrashLoopReport) {
+    error!("crash loop while the stack starts: {report}");
     let path = cfg.root.join(CRASH_LOOP_FILE);
-    let line = format!("{}: {status}\n", c.name);
-    let appended = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()));
-    if let Err(e) = appended {
-        error!("{}: {e}", path.display());
+    let json = serde_json::to_vec(&report).expect("a report serializes");
+    // Written whole and renamed, so the launcher never reads half a report; with several
+    // replicas crash-looping, the last one to give up is the one reported.
+    if let Err(e) = files::write_atomic(&path, json) {
+        error!("{e}");
     }
 }
 
