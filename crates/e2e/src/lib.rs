@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::Value;
-pub use spawn::{App, Service, Shop, spawn_app, spawn_shop};
+pub use spawn::{App, Service, Shop, Topics, spawn_app, spawn_shop};
 pub use stack::{Protocol, Stack, StackConfig};
 use tokio::sync::OnceCell;
 

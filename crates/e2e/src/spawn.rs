@@ -50,6 +50,11 @@ async fn broker() -> String {
     format!("127.0.0.1:{}", stack.ports().kafka)
 }
 
+/// The `bootstrap.servers` of this test binary's broker, for tests that look at it directly.
+pub async fn kafka_brokers() -> String {
+    broker().await
+}
+
 /// A topic prefix of its own: the apps spawned on it form one shop.
 #[derive(Clone, Debug)]
 pub struct Topics {
@@ -64,6 +69,16 @@ impl Topics {
             prefix: format!("app-{}.", uuid::Uuid::new_v4().simple()),
             protocol,
         }
+    }
+
+    /// The names of these topics, as the services spell them.
+    pub fn names(&self) -> common::bus::Topics {
+        common::bus::Topics::new(&self.prefix)
+    }
+
+    /// The prefix of these topics (the default `REPLICA_ID`s start with it).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
     }
 
     /// Spawns `service` on these topics; `env` sets further settings by their variable names

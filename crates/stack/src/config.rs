@@ -212,12 +212,13 @@ pub struct StackConfig {
 }
 
 impl StackConfig {
-    /// Partitions of every topic: as set, else the services' default (2) or the replica
-    /// count if larger, so that every replica has a partition. More partitions than that
-    /// only cost CPU (see `common::Settings::partitions`). One partition per replica cost
-    /// 4–10 % less, but is not the default yet: docs/benchmark.md, fourth pass.
+    /// Partitions of every topic: as set, else one per replica, so that every replica has a
+    /// partition and no more: each partition is a batch of its own in every request, and one
+    /// partition cost 4–10 % less CPU per checkout than two (docs/benchmark.md, fourth pass).
+    /// A stack started again with more replicas grows the topics it finds
+    /// (`common::bus::Bus::ensure_topics`).
     pub fn partitions(&self) -> u32 {
-        self.kafka_partitions.unwrap_or(self.replicas.max(2))
+        self.kafka_partitions.unwrap_or(self.replicas).max(1)
     }
 
     /// The workspace this crate was compiled in; tests and `make` run from it.

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use metrics::Histogram;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::ConsumerContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -116,6 +116,11 @@ impl Bus {
             .set("fetch.wait.max.ms", self.settings.fetch_wait_ms.to_string())
             .set("fetch.min.bytes", self.settings.fetch_min_bytes.to_string())
             .set("fetch.error.backoff.ms", "50")
+            // A topic grown while this consumer runs (`ensure_topics` of a replica started
+            // with more partitions) is seen, and its group rebalanced, within 10 s instead of
+            // librdkafka's default 5 minutes, in which commands on the new partitions would
+            // wait unread.
+            .set("topic.metadata.refresh.interval.ms", "10000")
             // Feeds `kafka_consumer_lag` (see [`LagContext`]).
             .set("statistics.interval.ms", "5000");
         config
@@ -125,11 +130,22 @@ impl Bus {
         &self.settings
     }
 
-    /// Creates the topics if they are missing (idempotent).
+    /// Creates the topics if they are missing, and grows any that has fewer partitions than
+    /// configured (idempotent; partitions are never removed).
+    ///
+    /// Growing matters where data outlives a deployment: a local stack started again with more
+    /// replicas finds the topics of the last run, and an order replica whose reply partition
+    /// did not exist could never be answered. Growing moves some transactions' keys to another
+    /// command partition, so a later command of a transaction in flight may overtake an earlier
+    /// copy on the old one. The participants' step records make that safe: a commit is sent
+    /// only after its try was answered, a try read after its commit or cancel is answered from
+    /// the record, and a cancel read first forbids the try.
     pub async fn ensure_topics(&self) -> Result<()> {
-        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-            .set("bootstrap.servers", &self.settings.kafka_brokers)
-            .create()?;
+        let admin: Arc<AdminClient<DefaultClientContext>> = Arc::new(
+            ClientConfig::new()
+                .set("bootstrap.servers", &self.settings.kafka_brokers)
+                .create()?,
+        );
         let names = [
             &self.topics.stock,
             &self.topics.payment,
@@ -156,13 +172,42 @@ impl Bus {
             })
             .collect();
         let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(5)));
+        let mut existed = Vec::new();
         for result in admin.create_topics(&topics, &options).await? {
             match result {
                 Ok(_) => {}
-                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((topic, RDKafkaErrorCode::TopicAlreadyExists)) => existed.push(topic),
                 Err((topic, code)) => {
                     return Err(Error::Internal(format!(
                         "cannot create topic {topic}: {code}"
+                    )));
+                }
+            }
+        }
+        let wanted = self.settings.partitions.max(1) as usize;
+        let mut grow = Vec::new();
+        for topic in existed {
+            let found = partition_count(&admin, &topic).await?;
+            if found < wanted {
+                tracing::info!(topic, found, wanted, "growing the topic's partitions");
+                grow.push(topic);
+            }
+        }
+        if grow.is_empty() {
+            return Ok(());
+        }
+        let grow: Vec<_> = grow.iter().map(|t| NewPartitions::new(t, wanted)).collect();
+        for result in admin.create_partitions(&grow, &options).await? {
+            match result {
+                Ok(_) => {}
+                // Another replica starting at the same time grew it first; the next call
+                // (every start makes one) checks the count again.
+                Err((topic, RDKafkaErrorCode::InvalidPartitions)) => {
+                    tracing::debug!(topic, "partitions already grown");
+                }
+                Err((topic, code)) => {
+                    return Err(Error::Internal(format!(
+                        "cannot grow topic {topic} to {wanted} partitions: {code}"
                     )));
                 }
             }
@@ -307,4 +352,26 @@ impl BrokerHealth {
     pub fn always_up() -> Self {
         Self(Arc::new(AtomicBool::new(true)))
     }
+}
+
+/// How many partitions `topic` has, as the broker's metadata says (a blocking call, so on a
+/// blocking thread).
+async fn partition_count(
+    admin: &Arc<AdminClient<DefaultClientContext>>,
+    topic: &str,
+) -> Result<usize> {
+    let (admin, name) = (admin.clone(), topic.to_string());
+    let metadata = tokio::task::spawn_blocking(move || {
+        admin
+            .inner()
+            .fetch_metadata(Some(&name), Duration::from_secs(5))
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("metadata lookup: {e}")))??;
+    let partitions = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic && t.error().is_none())
+        .map(|t| t.partitions().len());
+    partitions.ok_or_else(|| Error::Internal(format!("no metadata for topic {topic}")))
 }

@@ -4,6 +4,8 @@
 //!
 //! - `participants` — the HTTP APIs of stock and payment, each test run against both.
 //! - `shop` — checkout through an in-process order service, with stock and payment beside it.
+//! - `topics` — topics grow with `KAFKA_PARTITIONS` when a shop starts again with more.
 
 mod participants;
 mod shop;
+mod topics;
