@@ -64,7 +64,7 @@ where
             .consumer_config()
             .set("group.id", &group)
             // Static membership: a replica the watchdog restarts gets its partitions back at once.
-            .set("group.instance.id", &bus.settings().replica_id)
+            .set("group.instance.id", static_identity(&bus, &topic).await)
             .set("session.timeout.ms", "6000")
             .set("heartbeat.interval.ms", "1000")
             .set("enable.auto.commit", "true")
@@ -85,6 +85,25 @@ where
         .await;
     }
     Ok(())
+}
+
+/// The replica's static identity in its group: its id and the topic's partition count.
+///
+/// A static member that rejoins is handed its previous assignment without a rebalance, and
+/// librdkafka's leader rebalances only when the metadata changes while it watches. So after a
+/// topic grew (`Bus::ensure_topics`, on a restart with more replicas), a replica back under its
+/// old identity would keep the old partitions and leave the new ones unread. Under the new
+/// count it joins as a new member instead: the group rebalances once the old identity's
+/// session has expired (6 s), and every partition is assigned.
+async fn static_identity(bus: &Bus, topic: &str) -> String {
+    let partitions = match bus.partitions_of(topic).await {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!(error = %e, topic, "partition count unknown; assuming the configured one");
+            bus.settings().partitions.max(1) as usize
+        }
+    };
+    format!("{}.p{partitions}", bus.settings().replica_id)
 }
 
 /// Consumes until `shutdown`, or until the consumer fails for good.

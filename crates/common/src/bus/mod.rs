@@ -141,11 +141,9 @@ impl Bus {
     /// only after its try was answered, a try read after its commit or cancel is answered from
     /// the record, and a cancel read first forbids the try.
     pub async fn ensure_topics(&self) -> Result<()> {
-        let admin: Arc<AdminClient<DefaultClientContext>> = Arc::new(
-            ClientConfig::new()
-                .set("bootstrap.servers", &self.settings.kafka_brokers)
-                .create()?,
-        );
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &self.settings.kafka_brokers)
+            .create()?;
         let names = [
             &self.topics.stock,
             &self.topics.payment,
@@ -187,7 +185,7 @@ impl Bus {
         let wanted = self.settings.partitions.max(1) as usize;
         let mut grow = Vec::new();
         for topic in existed {
-            let found = partition_count(&admin, &topic).await?;
+            let found = self.partitions_of(&topic).await?;
             if found < wanted {
                 tracing::info!(topic, found, wanted, "growing the topic's partitions");
                 grow.push(topic);
@@ -258,6 +256,25 @@ impl Bus {
                 )))
             }
         }
+    }
+
+    /// How many partitions `topic` has, as the broker's metadata says (a blocking call, so on
+    /// a blocking thread).
+    pub async fn partitions_of(&self, topic: &str) -> Result<usize> {
+        let (producer, name) = (self.producer.clone(), topic.to_string());
+        let metadata = tokio::task::spawn_blocking(move || {
+            producer
+                .client()
+                .fetch_metadata(Some(&name), Duration::from_secs(5))
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("metadata lookup: {e}")))??;
+        let partitions = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic && t.error().is_none())
+            .map(|t| t.partitions().len());
+        partitions.ok_or_else(|| Error::Internal(format!("no metadata for topic {topic}")))
     }
 
     /// An idempotent producer that librdkafka declares fatally failed can send nothing more.
@@ -352,26 +369,4 @@ impl BrokerHealth {
     pub fn always_up() -> Self {
         Self(Arc::new(AtomicBool::new(true)))
     }
-}
-
-/// How many partitions `topic` has, as the broker's metadata says (a blocking call, so on a
-/// blocking thread).
-async fn partition_count(
-    admin: &Arc<AdminClient<DefaultClientContext>>,
-    topic: &str,
-) -> Result<usize> {
-    let (admin, name) = (admin.clone(), topic.to_string());
-    let metadata = tokio::task::spawn_blocking(move || {
-        admin
-            .inner()
-            .fetch_metadata(Some(&name), Duration::from_secs(5))
-    })
-    .await
-    .map_err(|e| Error::Internal(format!("metadata lookup: {e}")))??;
-    let partitions = metadata
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic && t.error().is_none())
-        .map(|t| t.partitions().len());
-    partitions.ok_or_else(|| Error::Internal(format!("no metadata for topic {topic}")))
 }

@@ -60,10 +60,16 @@ async fn a_shop_started_again_with_more_replicas_grows_its_topics() {
     }
 
     // Started again as two replicas: this order service is the second, answered on
-    // partition 1 of the replies, which the first run did not make.
+    // partition 1 of the replies, which the first run did not make. The participants come
+    // back under new static identities (`bus::commands`), so their groups rebalance once the
+    // old identities' sessions expire (6 s): the try may wait that long, within its deadline.
     let two = [("KAFKA_PARTITIONS", "2")];
     let second_replica = format!("{}order-2", topics.prefix());
-    let order_2 = [("KAFKA_PARTITIONS", "2"), ("REPLICA_ID", &second_replica)];
+    let order_2 = [
+        ("KAFKA_PARTITIONS", "2"),
+        ("REPLICA_ID", &second_replica),
+        ("CHECKOUT_TIMEOUT_MS", "60000"),
+    ];
     let (order, stock, payment) = tokio::join!(
         topics.spawn(Service::Order, &order_2),
         topics.spawn(Service::Stock, &two),
