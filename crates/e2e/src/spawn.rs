@@ -40,19 +40,15 @@ impl Service {
     }
 }
 
-/// The Kafka broker of this test binary: a stack without services (Redis servers, Kafka and
-/// the gateway), started on first use and stopped when the test process exits.
-async fn broker() -> String {
+/// The `bootstrap.servers` of this test binary's Kafka broker: a stack without services
+/// (Redis servers, Kafka and the gateway), started on first use and stopped when the test
+/// process exits.
+pub async fn kafka_brokers() -> String {
     static STACK: OnceCell<Stack> = OnceCell::const_new();
     let stack = STACK
         .get_or_init(|| crate::start(StackConfig::for_tests("spawn").without_services()))
         .await;
     format!("127.0.0.1:{}", stack.ports().kafka)
-}
-
-/// The `bootstrap.servers` of this test binary's broker, for tests that look at it directly.
-pub async fn kafka_brokers() -> String {
-    broker().await
 }
 
 /// A topic prefix of its own: the apps spawned on it form one shop.
@@ -81,6 +77,21 @@ impl Topics {
         &self.prefix
     }
 
+    /// Spawns a whole shop on these topics: the order service with `order_env`, stock and
+    /// payment with `env` (see [`Topics::spawn`]).
+    pub async fn spawn_shop(&self, order_env: &[(&str, &str)], env: &[(&str, &str)]) -> Shop {
+        let (order, stock, payment) = tokio::join!(
+            self.spawn(Service::Order, order_env),
+            self.spawn(Service::Stock, env),
+            self.spawn(Service::Payment, env),
+        );
+        Shop {
+            order,
+            stock,
+            payment,
+        }
+    }
+
     /// Spawns `service` on these topics; `env` sets further settings by their variable names
     /// (`ADMIN_TOKEN`, `CHECKOUT_TIMEOUT_MS`, ...).
     pub async fn spawn(&self, service: Service, env: &[(&str, &str)]) -> App {
@@ -88,7 +99,7 @@ impl Topics {
         let mut vars: HashMap<&str, String> = HashMap::from([
             ("HTTP_ADDR", "127.0.0.1:0".to_string()),
             ("REDIS_URL", db.url()),
-            ("KAFKA_BROKERS", broker().await),
+            ("KAFKA_BROKERS", kafka_brokers().await),
             ("TOPIC_PREFIX", self.prefix.clone()),
             // Unique on the broker: the replica id names a static group member. The trailing
             // number picks the order replica's reply partition.
@@ -138,16 +149,15 @@ pub struct Shop {
 
 /// Spawns the three services of a shop that checks out with `protocol`.
 pub async fn spawn_shop(protocol: Protocol) -> Shop {
-    let topics = Topics::new(protocol);
-    let (order, stock, payment) = tokio::join!(
-        topics.spawn(Service::Order, &[]),
-        topics.spawn(Service::Stock, &[]),
-        topics.spawn(Service::Payment, &[]),
-    );
-    Shop {
-        order,
-        stock,
-        payment,
+    Topics::new(protocol).spawn_shop(&[], &[]).await
+}
+
+impl Shop {
+    /// Stops the three services and waits for each (see [`App::shutdown`]).
+    pub async fn shutdown(self) {
+        for app in [self.order, self.stock, self.payment] {
+            app.shutdown().await.expect("a clean stop");
+        }
     }
 }
 

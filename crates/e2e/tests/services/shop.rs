@@ -32,9 +32,7 @@ async fn a_checkout_takes_stock_and_credit_once_and_a_refused_one_takes_nothing(
     assert!(!orders.paid(&greedy).await);
     assert_eq!(holdings(&stock, &payment, &item, &user).await, (8, 90));
 
-    for app in [shop.order, shop.stock, shop.payment] {
-        app.shutdown().await.expect("a clean stop");
-    }
+    shop.shutdown().await;
 }
 
 e2e::both_protocols!(a_checkout_takes_stock_and_credit_once_and_a_refused_one_takes_nothing);

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use e2e::{Protocol, Service, Topics, eventually};
+use e2e::{Protocol, Service, Shop, Topics, eventually};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
@@ -45,19 +45,13 @@ async fn partitions_become(topics: &Topics, wanted: usize) -> bool {
 async fn a_shop_started_again_with_more_replicas_grows_its_topics() {
     let topics = Topics::new(Protocol::Saga);
     let one = [("KAFKA_PARTITIONS", "1")];
-    let (order, stock, payment) = tokio::join!(
-        topics.spawn(Service::Order, &one),
-        topics.spawn(Service::Stock, &one),
-        topics.spawn(Service::Payment, &one),
-    );
+    let shop = topics.spawn_shop(&one, &one).await;
     assert!(
         partitions_become(&topics, 1).await,
         "{:?}",
         partitions(&topics).await
     );
-    for app in [order, stock, payment] {
-        app.shutdown().await.expect("a clean stop");
-    }
+    shop.shutdown().await;
 
     // Started again as two replicas: this order service is the second, answered on
     // partition 1 of the replies, which the first run did not make. The participants come
@@ -70,17 +64,13 @@ async fn a_shop_started_again_with_more_replicas_grows_its_topics() {
         ("REPLICA_ID", &second_replica),
         ("CHECKOUT_TIMEOUT_MS", "60000"),
     ];
-    let (order, stock, payment) = tokio::join!(
-        topics.spawn(Service::Order, &order_2),
-        topics.spawn(Service::Stock, &two),
-        topics.spawn(Service::Payment, &two),
-    );
+    let shop = topics.spawn_shop(&order_2, &two).await;
     assert!(
         partitions_become(&topics, 2).await,
         "{:?}",
         partitions(&topics).await
     );
-    let (orders, stock_api, payment_api) = (order.api(), stock.api(), payment.api());
+    let (orders, stock_api, payment_api) = (shop.order.api(), shop.stock.api(), shop.payment.api());
     let item = stock_api.new_item(5, 10).await;
     let user = payment_api.new_user(100).await;
     let bought = orders.new_order(&user, &[(&item, 2)]).await;
@@ -89,10 +79,19 @@ async fn a_shop_started_again_with_more_replicas_grows_its_topics() {
     assert_eq!(payment_api.credit_of(&user).await, 90);
 
     // Fewer partitions asked for later leave them as they are: Kafka cannot remove any.
+    let Shop {
+        order,
+        stock,
+        payment,
+    } = shop;
     payment.shutdown().await.expect("a clean stop");
     let payment = topics.spawn(Service::Payment, &one).await;
     assert_eq!(partitions(&topics).await, [2; 3]);
-    for app in [order, stock, payment] {
-        app.shutdown().await.expect("a clean stop");
+    Shop {
+        order,
+        stock,
+        payment,
     }
+    .shutdown()
+    .await;
 }
