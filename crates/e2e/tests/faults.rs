@@ -67,11 +67,18 @@ impl Faulty {
         self.open_reservations("stock").await + self.open_reservations("payment").await == 0
     }
 
+    /// A connection to `service`'s Redis. The client's own timeouts (0.5 s to answer) are for
+    /// services: this observer reads while three suites share two cores (`make test` once
+    /// failed on an HGET that took longer), so it waits longer.
     async fn redis(&self, service: &str) -> redis::aio::MultiplexedConnection {
         let url = self.stack.redis_url(service).expect("redis url");
+        let patience = Some(Duration::from_secs(10));
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(patience)
+            .set_response_timeout(patience);
         redis::Client::open(url)
             .expect("redis client")
-            .get_multiplexed_async_connection()
+            .get_multiplexed_async_connection_with_config(&config)
             .await
             .expect("redis connection")
     }

@@ -46,8 +46,19 @@ fn service_urls(stack: &Stack) -> [(&'static str, String); 3] {
     ]
 }
 
+/// A client whose every request has a deadline: a service that never answers fails the test
+/// instead of holding the suite.
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("http client")
+}
+
 async fn metrics_of(base: &str) -> String {
-    let response = reqwest::get(format!("{base}/metrics"))
+    let response = http()
+        .get(format!("{base}/metrics"))
+        .send()
         .await
         .unwrap_or_else(|e| panic!("GET {base}/metrics: {e}"));
     assert!(
@@ -74,6 +85,7 @@ async fn promtool_check(service: &str, exposition: &str) {
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .kill_on_drop(true)
         .spawn();
     let mut child = match spawned {
         Ok(child) => child,
@@ -87,7 +99,10 @@ async fn promtool_check(service: &str, exposition: &str) {
         .await
         .expect("write to promtool");
     drop(stdin);
-    let out = child.wait_with_output().await.expect("promtool ran");
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("promtool ends within a minute")
+        .expect("promtool ran");
     assert!(
         out.status.success(),
         "promtool rejects the metrics of {service}:\n{}{}",
@@ -183,7 +198,7 @@ async fn one_checkout_is_one_trace_across_the_services() {
     let (_turn, stack, api) = my_turn().await;
     let (_item, _user, order) = api.one_item_order(5, 10, 100, 2).await;
     let trace_id = new_trace_id();
-    let response = reqwest::Client::new()
+    let response = http()
         .post(format!("{}/orders/checkout/{order}", stack.gateway_url()))
         .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01"))
         .send()
@@ -249,7 +264,9 @@ async fn the_console_shows_a_checkout_in_a_real_browser() {
         .expect_ok();
 
     let [(_, order_url), _, _] = service_urls(stack);
-    let state = reqwest::get(format!("{order_url}/console/api/state"))
+    let state = http()
+        .get(format!("{order_url}/console/api/state"))
+        .send()
         .await
         .expect("console state");
     assert!(state.status().is_success());

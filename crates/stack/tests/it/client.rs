@@ -1,15 +1,28 @@
 //! Small clients for the tests, over the workspace's Redis and HTTP client crates.
 
+use std::time::Duration;
+
 use redis::AsyncCommands;
+
+/// Every call of a test has a deadline: a gateway or a Redis that never answers fails the
+/// test instead of holding it (and the suite) for ever.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(PATIENCE)
+        .build()
+        .expect("http client")
+}
 
 /// `(status, body)` of `GET path`.
 pub async fn http_get(base: &str, path: &str) -> (u16, String) {
-    answer(reqwest::Client::new().get(format!("{base}{path}"))).await
+    answer(http().get(format!("{base}{path}"))).await
 }
 
 /// `(status, body)` of `POST path` without a body.
 pub async fn http_post(base: &str, path: &str) -> (u16, String) {
-    answer(reqwest::Client::new().post(format!("{base}{path}"))).await
+    answer(http().post(format!("{base}{path}"))).await
 }
 
 async fn answer(request: reqwest::RequestBuilder) -> (u16, String) {
@@ -18,11 +31,16 @@ async fn answer(request: reqwest::RequestBuilder) -> (u16, String) {
     (status, response.text().await.expect("response body"))
 }
 
-/// A fresh connection to the Redis at `url`.
+/// A fresh connection to the Redis at `url`. The client's own timeouts (1 s to connect, 0.5 s
+/// to answer) are for services; a test that reads while three suites share two cores waits
+/// longer.
 pub async fn redis(url: &str) -> redis::aio::MultiplexedConnection {
     let client = redis::Client::open(url).expect("redis url");
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(PATIENCE))
+        .set_response_timeout(Some(PATIENCE));
     client
-        .get_multiplexed_async_connection()
+        .get_multiplexed_async_connection_with_config(&config)
         .await
         .expect("connect redis")
 }

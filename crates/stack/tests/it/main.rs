@@ -298,12 +298,20 @@ async fn gateway_serves_thousands_of_concurrent_connections() {
         });
     }
     let mut open = Vec::with_capacity(CLIENTS);
-    while let Some(answer) = answers.join_next().await {
-        let (status, c) = answer
-            .expect("task")
-            .expect("an answer on every connection");
-        assert_eq!(status, "HTTP/1.1 200");
-        open.push(c);
-    }
+    let all_answered = tokio::time::timeout(Duration::from_secs(120), async {
+        while let Some(answer) = answers.join_next().await {
+            let (status, c) = answer
+                .expect("task")
+                .expect("an answer on every connection");
+            assert_eq!(status, "HTTP/1.1 200");
+            open.push(c);
+        }
+    })
+    .await;
+    assert!(
+        all_answered.is_ok(),
+        "{} of {CLIENTS} connections answered within two minutes",
+        open.len()
+    );
     assert_eq!(open.len(), CLIENTS);
 }
