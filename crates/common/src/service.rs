@@ -164,6 +164,18 @@ where
     let deps = Deps::connect(settings).await?;
     crate::metrics::spawn_upkeep(deps.redis.clone(), shutdown.clone());
     let result = app(deps, listener, shutdown).await;
+    // The command loops' consumers close on threads of their own (`bus::Closing`), committing
+    // their last offsets; a stop waits for that, but never longer than CLOSE_PATIENCE (the
+    // supervisor's grace before SIGKILL is 5 s).
+    let closed = tokio::task::spawn_blocking(|| crate::bus::wait_for_closes(CLOSE_PATIENCE))
+        .await
+        .unwrap_or(false);
+    if !closed {
+        tracing::warn!("kafka consumers still closing after {CLOSE_PATIENCE:?}; exiting anyway");
+    }
     crate::telemetry::shutdown();
     result
 }
+
+/// How long a stopping service waits for its Kafka consumers to close.
+const CLOSE_PATIENCE: Duration = Duration::from_secs(3);

@@ -18,7 +18,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
-use super::{BrokerHealth, Bus, LagContext};
+use super::{BrokerHealth, Bus, Closing, LagContext};
 use crate::error::Result;
 use crate::protocol::{Envelope, OrderReply};
 
@@ -72,6 +72,8 @@ where
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .create_with_context(LagContext)?;
+        // Closed off this thread when `consume` returns or is dropped (see `Closing`).
+        let consumer = Closing::new(consumer);
         consumer.subscribe(&[&topic])?;
         consume(
             &bus,
@@ -110,7 +112,7 @@ async fn static_identity(bus: &Bus, topic: &str) -> String {
 async fn consume<C, H, F>(
     bus: &Bus,
     broker: &BrokerHealth,
-    consumer: StreamConsumer<LagContext>,
+    consumer: Closing<StreamConsumer<LagContext>>,
     topic: &str,
     group: &str,
     handle: Arc<H>,
@@ -121,7 +123,6 @@ async fn consume<C, H, F>(
     F: Future<Output = Option<OrderReply>> + Send + 'static,
 {
     let mut health = tokio::time::interval(Duration::from_secs(1));
-    let consumer = Arc::new(consumer);
     let mut in_flight = FuturesOrdered::new();
     let (mut unassigned_since, mut back_since, mut was_up) = (None, None, true);
     tracing::info!(topic, group, "command loop started");
@@ -196,11 +197,6 @@ async fn consume<C, H, F>(
             }
         }
     }
-    // Closing a consumer talks to its group coordinator and may block for many seconds (after
-    // a frozen broker fenced itself and is reloading its groups, a close took longer than a
-    // test's patience). Off the runtime: a service runs one worker thread by default, and
-    // everything it serves, the replacement consumer included, would wait for the close.
-    tokio::task::spawn_blocking(move || drop(consumer));
 }
 
 /// Sends a reply, retrying while Kafka is away: the command's offset must not be stored

@@ -2,9 +2,11 @@
 //! services need — a consumer-group command loop for participants ([`commands`]) and a
 //! per-replica reply router for the order service ([`replies`]).
 
+mod closing;
 pub mod commands;
 pub mod replies;
 
+pub use closing::{Closing, wait_for_closes};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;

@@ -14,7 +14,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use super::{Bus, LagContext};
+use super::{Bus, Closing, LagContext};
 use crate::error::Result;
 use crate::protocol::{Envelope, OrderReply, ReplyTo};
 
@@ -61,6 +61,7 @@ impl Replies {
             .set("group.id", format!("{}-replies", settings.replica_id))
             .set("enable.auto.commit", "false")
             .create_with_context(LagContext)?;
+        let consumer = Closing::new(consumer);
         let mut assignment = TopicPartitionList::new();
         assignment.add_partition_offset(&bus.topics.replies, partition, Offset::End)?;
         consumer.assign(&assignment)?;
