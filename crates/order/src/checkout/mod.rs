@@ -85,10 +85,20 @@ pub struct Coordinator {
     owner: String,
     /// Transactions this process drives, with their outcome once known.
     driving: Mutex<HashMap<String, watch::Receiver<Option<Final>>>>,
-    /// One permit per driver: admission control for checkouts and recovery alike.
+    /// One permit per driver of a new checkout: admission control.
     permits: Arc<Semaphore>,
     /// Places in the queue of checkouts waiting for a permit.
     queue: Semaphore,
+    /// One permit per driver of a recovered transaction: recovery's own, so that it never
+    /// waits behind new checkouts (see [`Coordinator::try_recovery_permit`]).
+    recovery_permits: Arc<Semaphore>,
+}
+
+/// How many recovered transactions one replica drives at once: a quarter of the admission
+/// bound, at least one. Enough to drain a replica's worth of expired leases within seconds of
+/// an outage, and new checkouts keep their whole bound.
+fn recovery_drivers(max_inflight_checkouts: usize) -> usize {
+    max_inflight_checkouts.div_ceil(4).max(1)
 }
 
 impl Coordinator {
@@ -102,6 +112,9 @@ impl Coordinator {
         let owner = format!("{}/{}", settings.replica_id, uuid::Uuid::new_v4());
         let permits = Arc::new(Semaphore::new(settings.max_inflight_checkouts));
         let queue = Semaphore::new(settings.max_inflight_checkouts);
+        let recovery_permits = Arc::new(Semaphore::new(recovery_drivers(
+            settings.max_inflight_checkouts,
+        )));
         Arc::new(Self {
             log,
             bus,
@@ -112,6 +125,7 @@ impl Coordinator {
             driving: Mutex::default(),
             permits,
             queue,
+            recovery_permits,
         })
     }
 
@@ -339,9 +353,17 @@ impl Coordinator {
         Ok(())
     }
 
-    /// A driver's permit, if one is free now.
-    pub fn try_permit(&self) -> Option<OwnedSemaphorePermit> {
-        self.permits.clone().try_acquire_owned().ok()
+    /// A permit to drive a recovered transaction, if one is free now.
+    ///
+    /// Recovery has drivers of its own. With one pool for both, new checkouts starved it: a
+    /// transaction left to recovery (its coordinator died, or handed it over while the broker
+    /// did not answer) still holds the stock and credit it took, so new checkouts of the same
+    /// items are answered "busy" and keep their permits while they wait for that stock. Their
+    /// clients retry, the queue hands every freed permit to the next checkout, and the
+    /// recovery that would release the stock never got one: in the chaos suite, after a Kafka
+    /// restart on a loaded machine, no transaction was decided for two minutes.
+    pub fn try_recovery_permit(&self) -> Option<OwnedSemaphorePermit> {
+        self.recovery_permits.clone().try_acquire_owned().ok()
     }
 
     pub fn broker_is_up(&self) -> bool {
@@ -359,3 +381,15 @@ impl Coordinator {
 
 /// The pause before a checkout whose transaction was interrupted starts another one.
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
+
+#[cfg(test)]
+mod tests {
+    use super::recovery_drivers;
+
+    #[test]
+    fn recovery_has_a_quarter_of_the_admission_bound_and_at_least_one_driver() {
+        assert_eq!(recovery_drivers(512), 128);
+        assert_eq!(recovery_drivers(5), 2);
+        assert_eq!(recovery_drivers(1), 1);
+    }
+}

@@ -6,8 +6,9 @@
 //! claim is one atomic Redis step, so two replicas never drive the same transaction.
 //!
 //! A replica claims only what it can drive: nothing while the broker is away, and no more
-//! than its free driver permits, so recovery after an outage never crowds out new checkouts
-//! beyond the admission bound and never holds leases it cannot use.
+//! than its recovery drivers (a pool of their own, a quarter of the admission bound) are free
+//! for, so it never holds leases it cannot use. New checkouts never take those drivers, and
+//! recovery never takes theirs: see [`super::Coordinator::try_recovery_permit`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,7 +56,7 @@ async fn pass(coordinator: &Arc<Coordinator>, all: bool, steal_prefix: &str) -> 
         if coordinator.is_driving(&id) {
             continue;
         }
-        let Some(permit) = coordinator.try_permit() else {
+        let Some(permit) = coordinator.try_recovery_permit() else {
             tracing::debug!("no free driver; recovery resumes next pass");
             break;
         };
