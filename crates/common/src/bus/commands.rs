@@ -60,20 +60,18 @@ where
     let handle = Arc::new(handle);
     let broker = bus.watch_health(shutdown.clone());
     while !shutdown.is_cancelled() {
-        let consumer: StreamConsumer<LagContext> = bus
-            .consumer_config()
-            .set("group.id", &group)
-            // Static membership: a replica the watchdog restarts gets its partitions back at once.
-            .set("group.instance.id", static_identity(&bus, &topic).await)
-            .set("session.timeout.ms", "6000")
-            .set("heartbeat.interval.ms", "1000")
-            .set("enable.auto.commit", "true")
-            .set("auto.commit.interval.ms", "200")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .create_with_context(LagContext)?;
-        // Closed off this thread when `consume` returns or is dropped (see `Closing`).
-        let consumer = Closing::new(consumer);
+        let consumer = Bus::consumer(
+            bus.consumer_config()
+                .set("group.id", &group)
+                // Static membership: a replica the watchdog restarts gets its partitions back at once.
+                .set("group.instance.id", static_identity(&bus, &topic).await)
+                .set("session.timeout.ms", "6000")
+                .set("heartbeat.interval.ms", "1000")
+                .set("enable.auto.commit", "true")
+                .set("auto.commit.interval.ms", "200")
+                .set("enable.auto.offset.store", "false")
+                .set("auto.offset.reset", "earliest"),
+        )?;
         consumer.subscribe(&[&topic])?;
         consume(
             &bus,

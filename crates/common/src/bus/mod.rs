@@ -14,7 +14,7 @@ use std::time::Duration;
 use metrics::Histogram;
 use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::ConsumerContext;
+use rdkafka::consumer::{ConsumerContext, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
@@ -126,6 +126,12 @@ impl Bus {
             // Feeds `kafka_consumer_lag` (see [`LagContext`]).
             .set("statistics.interval.ms", "5000");
         config
+    }
+
+    /// A consumer made from `config` (built on [`Bus::consumer_config`]). Every consumer of
+    /// the bus is made here, so every one is closed off the thread that drops it ([`Closing`]).
+    pub fn consumer(config: &ClientConfig) -> Result<Closing<StreamConsumer<LagContext>>> {
+        Ok(Closing::new(config.create_with_context(LagContext)?))
     }
 
     pub fn settings(&self) -> &Settings {

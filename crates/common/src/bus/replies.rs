@@ -9,12 +9,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use super::{Bus, Closing, LagContext};
+use super::Bus;
 use crate::error::Result;
 use crate::protocol::{Envelope, OrderReply, ReplyTo};
 
@@ -56,12 +56,11 @@ impl Replies {
     pub fn start(bus: &Bus, shutdown: CancellationToken) -> Result<Self> {
         let settings = bus.settings();
         let partition = (settings.replica_ordinal() % settings.partitions as u32) as i32;
-        let consumer: StreamConsumer<LagContext> = bus
-            .consumer_config()
-            .set("group.id", format!("{}-replies", settings.replica_id))
-            .set("enable.auto.commit", "false")
-            .create_with_context(LagContext)?;
-        let consumer = Closing::new(consumer);
+        let consumer = Bus::consumer(
+            bus.consumer_config()
+                .set("group.id", format!("{}-replies", settings.replica_id))
+                .set("enable.auto.commit", "false"),
+        )?;
         let mut assignment = TopicPartitionList::new();
         assignment.add_partition_offset(&bus.topics.replies, partition, Offset::End)?;
         consumer.assign(&assignment)?;
