@@ -221,6 +221,20 @@ for key, value in {"KAFKA_LOG_RETENTION_MS": "3600000", "KAFKA_LOG_SEGMENT_BYTES
                    "KAFKA_OFFSETS_RETENTION_MINUTES": "1440"}.items():
     if kafka.get(key) != value:
         errors.append(f"kafka: {key}={kafka.get(key)!r}, want {value}")
+# The broker runs the local stack's JIT flags (the constant `JIT` in crates/stack/src/kafka.rs),
+# and still G1: the variable replaces the image's defaults, collector included.
+import re
+jit_src = open("crates/stack/src/kafka.rs").read()
+jit = re.search(r"pub const JIT: \[&str; \d+\] = \[(.*?)\];", jit_src, re.S)
+jvm = (kafka.get("KAFKA_JVM_PERFORMANCE_OPTS") or "").split()
+if not jit:
+    errors.append("crates/stack/src/kafka.rs: no JIT constant")
+else:
+    for flag in re.findall(r'"([^"]+)"', jit.group(1)):
+        if flag not in jvm:
+            errors.append(f"kafka: KAFKA_JVM_PERFORMANCE_OPTS lacks {flag}")
+if "-XX:+UseG1GC" not in jvm:
+    errors.append("kafka: KAFKA_JVM_PERFORMANCE_OPTS does not choose G1")
 if int(kafka["KAFKA_OFFSETS_RETENTION_MINUTES"]) * 60_000 <= int(kafka["KAFKA_LOG_RETENTION_MS"]):
     errors.append("kafka: offsets do not outlive the records")
 if int(kafka["KAFKA_LOG_RETENTION_MS"]) <= int(retention) * 1000:
