@@ -16,10 +16,12 @@
 //! * [`soak`]: sustained load for many minutes; [`watch`] samples memory and disk over time,
 //!   [`growth`] judges whether they level off, [`plot_series`] draws time series.
 //! * [`outage`]: an open loop while the Kafka broker is frozen, second by second.
+//! * [`compare`]: two builds, or two settings, side by side in interleaved pairs of runs.
 
 pub mod answers;
 pub mod bench;
 pub mod client;
+pub mod compare;
 pub mod components;
 pub mod fresh_stack;
 pub mod growth;

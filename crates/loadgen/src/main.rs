@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use loadgen::answers::Answers;
 use loadgen::bench::{self, BenchArgs};
 use loadgen::client::Api;
+use loadgen::compare::CompareArgs;
 use loadgen::outage::OutageArgs;
 use loadgen::populate::{Population, populate};
 use loadgen::report::{self, BenchReport, RunReport};
@@ -97,6 +98,9 @@ enum Command {
     Soak(SoakArgs),
     /// Open-loop checkouts on a fresh stack while the Kafka broker is frozen (`make outage`).
     Outage(OutageArgs),
+    /// Two builds, or two settings of this one, side by side: interleaved pairs of cold
+    /// benchmark runs, each side through its own `loadgen bench`, and the ratios within pairs.
+    Compare(CompareArgs),
     /// Redraw the SVG plot from a `results.json`.
     Plot {
         #[arg(long, default_value = ".bench/results.json")]
@@ -202,6 +206,7 @@ async fn run(command: Command, threads: usize) -> Result<()> {
         Command::Bench(args) => bench::bench(args, threads).await,
         Command::Soak(args) => loadgen::soak::soak(args).await,
         Command::Outage(args) => loadgen::outage::outage(args).await,
+        Command::Compare(args) => loadgen::compare::compare(args).await,
         Command::Plot { results, out } => {
             let text = std::fs::read_to_string(&results)
                 .with_context(|| format!("reading {}", results.display()))?;
