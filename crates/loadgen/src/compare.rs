@@ -323,7 +323,7 @@ pub async fn compare(args: CompareArgs) -> Result<()> {
     if !args.no_build {
         fresh_stack::build_binaries()?;
         if builds[0].dir != builds[1].dir {
-            build_in(&builds[0].dir)?;
+            fresh_stack::build_in(&builds[0].dir)?;
         }
     }
     for b in &builds {
@@ -358,20 +358,6 @@ pub async fn compare(args: CompareArgs) -> Result<()> {
     println!();
     print!("{}", summary(&runs));
     println!("wrote {}", out.join("compare.json").display());
-    Ok(())
-}
-
-/// `make build`'s build, in another checkout.
-fn build_in(dir: &Path) -> Result<()> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = std::process::Command::new(cargo)
-        .current_dir(dir)
-        .args(["build", "--release", "--workspace", "--all-targets"])
-        .status()
-        .with_context(|| format!("running cargo build in {}", dir.display()))?;
-    if !status.success() {
-        bail!("cargo build in {} failed: {status}", dir.display());
-    }
     Ok(())
 }
 

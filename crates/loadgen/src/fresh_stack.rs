@@ -87,15 +87,19 @@ pub struct FreshStack {
 /// same build as `make build` (every package and target, so features resolve once and no
 /// dependency is built twice): a no-op when they are up to date.
 pub fn build_binaries() -> Result<()> {
-    let workspace = StackConfig::default_workspace();
+    build_in(&StackConfig::default_workspace())
+}
+
+/// `make build`'s build in the checkout at `workspace` (`loadgen compare` builds another one).
+pub fn build_in(workspace: &Path) -> Result<()> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
-        .current_dir(&workspace)
+        .current_dir(workspace)
         .args(["build", "--release", "--workspace", "--all-targets"])
         .status()
-        .context("running cargo build")?;
+        .with_context(|| format!("running cargo build in {}", workspace.display()))?;
     if !status.success() {
-        bail!("cargo build of the services failed: {status}");
+        bail!("cargo build in {} failed: {status}", workspace.display());
     }
     Ok(())
 }
