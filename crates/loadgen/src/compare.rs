@@ -20,7 +20,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::components::ComponentCpu;
+use crate::components::{self, ComponentCpu};
 use crate::fresh_stack;
 
 #[derive(Clone, Debug, clap::Args)]
@@ -110,14 +110,7 @@ pub struct Measured {
 
 impl Measured {
     pub fn cpu_total_ms(&self) -> f64 {
-        self.cpu.iter().map(|c| c.ms_per_checkout).sum()
-    }
-
-    fn cpu_of(&self, component: &str) -> f64 {
-        self.cpu
-            .iter()
-            .find(|c| c.component == component)
-            .map_or(0.0, |c| c.ms_per_checkout)
+        components::total_ms(&self.cpu)
     }
 }
 
@@ -205,23 +198,18 @@ pub fn summary(runs: &[Measured]) -> String {
     use std::fmt::Write;
     let mut out = String::new();
     let mut protocols: Vec<&str> = Vec::new();
-    let mut components: Vec<&str> = Vec::new();
     for r in runs {
         if !protocols.contains(&r.protocol.as_str()) {
             protocols.push(&r.protocol);
         }
-        for c in &r.cpu {
-            if !components.contains(&c.component.as_str()) {
-                components.push(&c.component);
-            }
-        }
     }
+    let groups = components::names(runs.iter().map(|r| r.cpu.as_slice()));
     let _ = write!(
         out,
         "{:<9} {:<9} {:>4} {:>12} {:>8} {:>6} {:>20}",
         "protocol", "side", "runs", "checkouts/s", "p99 ms", "errors", "CPU ms/checkout"
     );
-    for c in &components {
+    for c in &groups {
         let _ = write!(out, " {c:>10}");
     }
     let _ = writeln!(out);
@@ -250,8 +238,9 @@ pub fn summary(runs: &[Measured]) -> String {
                 errors,
                 format!("{:.3} ({:.3}-{:.3})", cpu.mean, cpu.min, cpu.max)
             );
-            for c in &components {
-                let mean = Spread::of(mine.iter().map(|r| r.cpu_of(c))).map_or(0.0, |s| s.mean);
+            for c in &groups {
+                let mean = Spread::of(mine.iter().map(|r| components::ms_of(&r.cpu, c)))
+                    .map_or(0.0, |s| s.mean);
                 let _ = write!(out, " {mean:>10.3}");
             }
             let _ = writeln!(out);

@@ -85,6 +85,29 @@ pub fn cpu_cost(
         .collect()
 }
 
+/// CPU milliseconds per checkout of all groups together.
+pub fn total_ms(cpu: &[ComponentCpu]) -> f64 {
+    cpu.iter().map(|c| c.ms_per_checkout).sum()
+}
+
+/// CPU milliseconds per checkout of one group; 0 if the run did not measure it.
+pub fn ms_of(cpu: &[ComponentCpu], component: &str) -> f64 {
+    cpu.iter()
+        .find(|c| c.component == component)
+        .map_or(0.0, |c| c.ms_per_checkout)
+}
+
+/// The groups measured by some runs, in order of first appearance.
+pub fn names<'a>(runs: impl IntoIterator<Item = &'a [ComponentCpu]>) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for c in runs.into_iter().flatten() {
+        if !names.contains(&c.component) {
+            names.push(c.component.clone());
+        }
+    }
+    names
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,7 +4,7 @@ use std::fmt::Write;
 
 use serde::{Deserialize, Serialize};
 
-use crate::components::ComponentCpu;
+use crate::components::{self, ComponentCpu};
 use crate::populate::Population;
 use crate::run::Record;
 use crate::stats::{self, Quantile, Second, Summary};
@@ -65,7 +65,7 @@ impl RunReport {
 
     /// CPU milliseconds per checkout of all components together.
     pub fn cpu_total_ms(&self) -> f64 {
-        self.cpu.iter().map(|c| c.ms_per_checkout).sum()
+        components::total_ms(&self.cpu)
     }
 
     pub fn meets_target(&self) -> bool {
@@ -197,13 +197,7 @@ pub fn table(runs: &[RunReport]) -> String {
 
 /// The component groups of `runs`, in order of first appearance.
 pub fn cpu_components<'a>(runs: impl IntoIterator<Item = &'a RunReport>) -> Vec<String> {
-    let mut names: Vec<String> = Vec::new();
-    for c in runs.into_iter().flat_map(|r| &r.cpu) {
-        if !names.contains(&c.component) {
-            names.push(c.component.clone());
-        }
-    }
-    names
+    components::names(runs.into_iter().map(|r| r.cpu.as_slice()))
 }
 
 /// CPU milliseconds per checkout, one row per run, one column per component group.
@@ -232,8 +226,7 @@ pub fn cpu_table(runs: &[RunReport]) -> String {
             format!("{} s", r.warmup_s)
         );
         for n in &names {
-            let ms = r.cpu.iter().find(|c| &c.component == n);
-            let _ = write!(out, " {:>10.3}", ms.map_or(0.0, |c| c.ms_per_checkout));
+            let _ = write!(out, " {:>10.3}", components::ms_of(&r.cpu, n));
         }
         let _ = writeln!(out, " {:>8.3}", r.cpu_total_ms());
     }
