@@ -8,7 +8,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use futures::stream::FuturesOrdered;
@@ -31,9 +31,13 @@ const MAX_IN_FLIGHT: usize = 512;
 /// number of replicas.)
 const UNASSIGNED_PATIENCE: Duration = Duration::from_secs(90);
 
-/// How long after the broker answers again a consumer may still hold nothing before it is
-/// replaced.
+/// How long a consumer may hold nothing in the [`AFTER_OUTAGE`] window before it is replaced.
 const REJOIN_PATIENCE: Duration = Duration::from_secs(5);
+
+/// How long after the broker answers again a consumer that holds nothing is suspect. Its
+/// session may time out some seconds after the thaw (it was still assigned when the broker
+/// came back), and after a broker fenced itself it was seen never to rejoin.
+const AFTER_OUTAGE: Duration = Duration::from_secs(60);
 
 /// Runs the command loop of `group` on `topic` until `shutdown`.
 ///
@@ -122,7 +126,7 @@ async fn consume<C, H, F>(
 {
     let mut health = tokio::time::interval(Duration::from_secs(1));
     let mut in_flight = FuturesOrdered::new();
-    let (mut unassigned_since, mut back_since, mut was_up) = (None, None, true);
+    let mut watch = AssignmentWatch::default();
     tracing::info!(topic, group, "command loop started");
     loop {
         tokio::select! {
@@ -133,22 +137,8 @@ async fn consume<C, H, F>(
                     tracing::error!(?code, %reason, "consumer failed for good; replacing it");
                     break;
                 }
-                // A consumer whose group session timed out while the broker was frozen may
-                // never rejoin (seen with static membership after SIGSTOP/SIGCONT of the
-                // broker): no partitions, no error. Such a consumer is replaced once the
-                // broker is back, if it still holds nothing a few seconds later; and any
-                // consumer that holds nothing for a long time is replaced too.
-                let up = broker.is_up();
-                if up && !was_up {
-                    back_since = Some(tokio::time::Instant::now());
-                }
-                was_up = up;
                 let assigned = consumer.assignment().map(|a| a.count() > 0).unwrap_or(false);
-                let since = *unassigned_since.get_or_insert_with(tokio::time::Instant::now);
-                let stuck_after_outage = back_since.is_some_and(|t| t.elapsed() > REJOIN_PATIENCE);
-                if assigned {
-                    (unassigned_since, back_since) = (None, None);
-                } else if stuck_after_outage || since.elapsed() > UNASSIGNED_PATIENCE {
+                if watch.stuck(broker.is_up(), assigned, Instant::now()) {
                     tracing::warn!(topic, group, "no partitions; replacing the consumer");
                     break;
                 }
@@ -197,6 +187,53 @@ async fn consume<C, H, F>(
     }
 }
 
+/// Tells a consumer that will never rejoin its group from one between assignments, one
+/// health tick at a time.
+///
+/// A consumer whose group session timed out while the broker was frozen may never rejoin
+/// (seen with static membership after SIGSTOP/SIGCONT of the broker, and after the broker
+/// fenced itself on the thaw): no partitions, no error. So within [`AFTER_OUTAGE`] of the
+/// broker answering again, a consumer that holds nothing for [`REJOIN_PATIENCE`] is replaced;
+/// and at any time, one that holds nothing for [`UNASSIGNED_PATIENCE`].
+#[derive(Debug)]
+struct AssignmentWatch {
+    unassigned_since: Option<Instant>,
+    back_since: Option<Instant>,
+    was_up: bool,
+}
+
+impl Default for AssignmentWatch {
+    fn default() -> Self {
+        Self {
+            unassigned_since: None,
+            back_since: None,
+            was_up: true,
+        }
+    }
+}
+
+impl AssignmentWatch {
+    /// Takes one tick's findings at `now`; true when the consumer is to be replaced.
+    fn stuck(&mut self, broker_up: bool, assigned: bool, now: Instant) -> bool {
+        if broker_up && !self.was_up {
+            self.back_since = Some(now);
+        }
+        self.was_up = broker_up;
+        if assigned {
+            self.unassigned_since = None;
+            return false;
+        }
+        let since = *self.unassigned_since.get_or_insert(now);
+        match self.back_since {
+            // Counted from the thaw at the earliest: no consumer rejoins while the broker is away.
+            Some(back) if broker_up && now.duration_since(back) < AFTER_OUTAGE => {
+                now.duration_since(since.max(back)) > REJOIN_PATIENCE
+            }
+            _ => now.duration_since(since) > UNASSIGNED_PATIENCE,
+        }
+    }
+}
+
 /// Sends a reply, retrying while Kafka is away: the command's offset must not be stored
 /// before its reply is out, or the coordinator would wait for an answer that never comes.
 async fn send_reply(bus: &Bus, tx: String, partition: i32, reply: OrderReply) {
@@ -208,5 +245,68 @@ async fn send_reply(bus: &Bus, tx: String, partition: i32, reply: OrderReply) {
     if let Err(e) = sent {
         // The offset is stored anyway; the coordinator sends the command again.
         tracing::error!(error = %e, tx = %envelope.tx, "reply not sent");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ticks a second apart from `start`, each (broker up, assigned); the seconds at which
+    /// the watch says "stuck".
+    fn verdicts(ticks: &[(bool, bool)]) -> Vec<usize> {
+        let (mut watch, start) = (AssignmentWatch::default(), Instant::now());
+        ticks
+            .iter()
+            .enumerate()
+            .filter(|(s, (up, assigned))| {
+                watch.stuck(*up, *assigned, start + Duration::from_secs(*s as u64))
+            })
+            .map(|(s, _)| s)
+            .collect()
+    }
+
+    fn secs(d: Duration) -> usize {
+        d.as_secs() as usize
+    }
+
+    #[test]
+    fn a_consumer_that_never_rejoins_after_an_outage_is_replaced_within_seconds() {
+        // Frozen for 10 s, assigned again for 3 s after the thaw, then the session times out
+        // and the consumer never rejoins.
+        let mut ticks = vec![(true, true); 5];
+        ticks.extend(vec![(false, true); 10]);
+        ticks.extend(vec![(true, true); 3]);
+        ticks.extend(vec![(true, false); 20]);
+        let lost = 18;
+        assert_eq!(verdicts(&ticks)[0], lost + secs(REJOIN_PATIENCE) + 1);
+    }
+
+    #[test]
+    fn a_consumer_unassigned_during_the_outage_gets_its_patience_from_the_thaw() {
+        let mut ticks = vec![(false, false); 20];
+        ticks.extend(vec![(true, false); 20]);
+        assert_eq!(verdicts(&ticks)[0], 20 + secs(REJOIN_PATIENCE) + 1);
+    }
+
+    #[test]
+    fn outside_an_outage_a_consumer_may_wait_long_for_partitions() {
+        // A fresh consumer waiting to join, and one between assignments later: patient.
+        let mut ticks = vec![(true, false); secs(UNASSIGNED_PATIENCE)];
+        ticks.extend(vec![(true, true); 3]);
+        ticks.extend(vec![(true, false); 20]);
+        assert!(verdicts(&ticks).is_empty());
+        // While the broker is away nobody is assigned; that is no reason to replace.
+        let mut ticks = vec![(true, true); 3];
+        ticks.extend(vec![(false, false); 60]);
+        assert!(verdicts(&ticks).is_empty());
+        // Long after the outage, the long patience is back.
+        let mut ticks = vec![(false, true); 3];
+        ticks.extend(vec![(true, true); secs(AFTER_OUTAGE) + 1]);
+        ticks.extend(vec![(true, false); 20]);
+        assert!(verdicts(&ticks).is_empty());
+        // Nothing for good: replaced after the long patience.
+        let ticks = vec![(true, false); secs(UNASSIGNED_PATIENCE) + 2];
+        assert_eq!(verdicts(&ticks), vec![secs(UNASSIGNED_PATIENCE) + 1]);
     }
 }

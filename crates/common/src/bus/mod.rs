@@ -7,17 +7,18 @@ pub mod commands;
 pub mod replies;
 
 pub use closing::{Closing, wait_for_closes};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use metrics::Histogram;
 use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{ConsumerContext, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{BaseProducer, FutureProducer, FutureRecord, Producer};
 use rdkafka::statistics::Statistics;
 use rdkafka::util::Timeout;
 use rdkafka::{ClientConfig, ClientContext};
@@ -41,6 +42,12 @@ const MESSAGE_TIMEOUT_S: u64 = 10;
 /// transaction undecided).
 pub const SEND_PATIENCE: Duration = Duration::from_secs(QUEUE_TIMEOUT_S + MESSAGE_TIMEOUT_S + 5);
 
+/// How long the broker must answer a fresh client while this bus's producer cannot reach it
+/// before the producer is taken for wedged and replaced (see [`Bus::watch_health`]). Longer
+/// than a healthy producer takes to reconnect after a thaw (librdkafka backs off up to 10 s
+/// between attempts), and than a probe queued behind a burst of sends may wait.
+const WEDGED_AFTER: Duration = Duration::from_secs(15);
+
 /// Topic names, optionally prefixed so several stacks can share one broker.
 #[derive(Clone, Debug)]
 pub struct Topics {
@@ -62,7 +69,9 @@ impl Topics {
 /// A handle on Kafka shared by all tasks of a service.
 #[derive(Clone)]
 pub struct Bus {
-    producer: FutureProducer,
+    /// The producer every send goes through; replaced whole if it wedges (see
+    /// [`Bus::watch_health`]), and a replaced one is closed off the thread that drops it.
+    producer: Arc<RwLock<Arc<Closing<FutureProducer>>>>,
     pub topics: Topics,
     settings: Settings,
     /// `kafka_produce_duration_seconds` of each topic, registered once.
@@ -73,15 +82,7 @@ impl Bus {
     /// Builds the producer and makes sure every topic exists. Retries until the broker answers
     /// or `give_up` elapses, so a service can start while Kafka is still coming up.
     pub async fn connect(settings: &Settings, give_up: Duration) -> Result<Self> {
-        let producer: FutureProducer = ClientConfig::new()
-            .set("bootstrap.servers", &settings.kafka_brokers)
-            .set("client.id", &settings.replica_id)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("linger.ms", settings.linger_ms.to_string())
-            .set("message.timeout.ms", (MESSAGE_TIMEOUT_S * 1000).to_string())
-            .set("socket.nagle.disable", "true")
-            .create()?;
+        let producer = Arc::new(RwLock::new(Arc::new(Closing::new(new_producer(settings)?))));
         let topics = Topics::new(&settings.topic_prefix);
         let produce_timers = [&topics.stock, &topics.payment, &topics.replies]
             .map(|topic| {
@@ -106,6 +107,24 @@ impl Bus {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// The producer of the moment (see [`Bus::replace_producer`]).
+    fn producer(&self) -> Arc<Closing<FutureProducer>> {
+        self.producer
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Puts a new producer in place of the current one, which is dropped (and so closed) on a
+    /// thread of its own once the sends still holding it are done with it. A new producer has
+    /// a new idempotence identity, so a message of the old one that still lands may be a
+    /// duplicate: every message of the protocol is idempotent to apply, as after a restart.
+    fn replace_producer(&self) -> Result<()> {
+        let fresh = Arc::new(Closing::new(new_producer(&self.settings)?));
+        *self.producer.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        Ok(())
     }
 
     /// Base consumer configuration for this service's settings.
@@ -244,7 +263,7 @@ impl Bus {
         }
         let sent = tokio::time::timeout(
             SEND_PATIENCE,
-            self.producer
+            self.producer()
                 .send(record, Timeout::After(Duration::from_secs(QUEUE_TIMEOUT_S))),
         )
         .await;
@@ -269,7 +288,7 @@ impl Bus {
     /// How many partitions `topic` has, as the broker's metadata says (a blocking call, so on
     /// a blocking thread).
     pub async fn partitions_of(&self, topic: &str) -> Result<usize> {
-        let (producer, name) = (self.producer.clone(), topic.to_string());
+        let (producer, name) = (self.producer(), topic.to_string());
         let metadata = tokio::task::spawn_blocking(move || {
             producer
                 .client()
@@ -289,7 +308,7 @@ impl Bus {
     /// The process exits, crash-only: the supervisor starts it again with a fresh producer,
     /// and everything it was doing is recovered from Redis.
     fn exit_if_fatal(&self) {
-        if let Some((code, reason)) = self.producer.client().fatal_error() {
+        if let Some((code, reason)) = self.producer().client().fatal_error() {
             tracing::error!(?code, %reason, "kafka producer failed for good; exiting");
             std::process::exit(70);
         }
@@ -297,7 +316,7 @@ impl Bus {
 
     /// True when the broker answers a metadata request within a second.
     pub async fn is_ready(&self) -> bool {
-        let (producer, topic) = (self.producer.clone(), self.topics.replies.clone());
+        let (producer, topic) = (self.producer(), self.topics.replies.clone());
         tokio::task::spawn_blocking(move || {
             producer
                 .client()
@@ -308,15 +327,53 @@ impl Bus {
         .unwrap_or(false)
     }
 
+    /// True when the broker answers a metadata request from a client made for the purpose,
+    /// within two seconds: whether the broker is there, whatever state our producer is in.
+    async fn answers_a_fresh_client(&self) -> bool {
+        let (brokers, topic) = (
+            self.settings.kafka_brokers.clone(),
+            self.topics.replies.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            // Quiet: while the broker is away this runs every second, and our own clients
+            // already say so.
+            let Ok(probe) = ClientConfig::new()
+                .set("bootstrap.servers", &brokers)
+                .set_log_level(RDKafkaLogLevel::Emerg)
+                .create::<BaseProducer>()
+            else {
+                return false;
+            };
+            let answered = probe
+                .client()
+                .fetch_metadata(Some(&topic), Duration::from_secs(2))
+                .is_ok();
+            drop(Closing::new(probe));
+            answered
+        })
+        .await
+        .unwrap_or(false)
+    }
+
     /// Starts probing the broker every second until `shutdown`; the answer tells the order
     /// service to refuse new checkouts at once, and to hand its transactions over, while the
     /// broker is away (or frozen: a stopped broker keeps its connections open but answers
     /// nothing, which only a request with a deadline notices).
+    ///
+    /// The probe goes through this bus's producer, and so also watches the producer itself.
+    /// After a frozen broker thawed, an idempotent producer was seen to lose its connection
+    /// and never make another (every send timed out for minutes, with no fatal error), while
+    /// every other client reconnected at once. So while our producer gets no answer, a fresh
+    /// client asks too; if the broker answers it for [`WEDGED_AFTER`] while ours still gets
+    /// nothing, the producer is replaced by a new one.
     pub fn watch_health(&self, shutdown: CancellationToken) -> BrokerHealth {
         let health = BrokerHealth(Arc::new(AtomicBool::new(true)));
         let (bus, flag) = (self.clone(), health.clone());
         tokio::spawn(async move {
-            crate::periodic::every(Duration::from_secs(1), &shutdown, || async {
+            let mut wedge = WedgeWatch::default();
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            while shutdown.run_until_cancelled(tick.tick()).await.is_some() {
                 let up = bus.is_ready().await;
                 if flag.0.swap(up, Ordering::Relaxed) != up {
                     if up {
@@ -325,11 +382,58 @@ impl Bus {
                         tracing::warn!("kafka does not answer; refusing new checkouts");
                     }
                 }
-            })
-            .await;
+                let others = !up && bus.answers_a_fresh_client().await;
+                if wedge.wedged(up, others, Instant::now()) {
+                    tracing::warn!(
+                        "kafka answers a fresh client but not our producer; replacing the producer"
+                    );
+                    if let Err(e) = bus.replace_producer() {
+                        tracing::error!(error = %e, "no new producer");
+                    }
+                }
+            }
         });
         health
     }
+}
+
+/// Tells a wedged producer from a broker that is away, one probe at a time (see
+/// [`Bus::watch_health`]).
+#[derive(Debug, Default)]
+struct WedgeWatch {
+    /// Since when the broker has answered fresh clients while our producer got no answer.
+    others_answered_since: Option<Instant>,
+}
+
+impl WedgeWatch {
+    /// Takes one probe's findings at `now`: whether our producer got an answer, and whether a
+    /// fresh client did. True when the producer is to be replaced: the broker has answered
+    /// others for [`WEDGED_AFTER`] and never us. The watch starts over after saying so.
+    fn wedged(&mut self, ours: bool, others: bool, now: Instant) -> bool {
+        if ours || !others {
+            self.others_answered_since = None;
+            return false;
+        }
+        let since = *self.others_answered_since.get_or_insert(now);
+        let wedged = now.duration_since(since) >= WEDGED_AFTER;
+        if wedged {
+            self.others_answered_since = None;
+        }
+        wedged
+    }
+}
+
+/// A producer for `settings`: idempotent, every message acknowledged by all replicas.
+fn new_producer(settings: &Settings) -> Result<FutureProducer> {
+    Ok(ClientConfig::new()
+        .set("bootstrap.servers", &settings.kafka_brokers)
+        .set("client.id", &settings.replica_id)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", settings.linger_ms.to_string())
+        .set("message.timeout.ms", (MESSAGE_TIMEOUT_S * 1000).to_string())
+        .set("socket.nagle.disable", "true")
+        .create()?)
 }
 
 /// The `traceparent` header of a received message, if it has one.
@@ -376,5 +480,44 @@ impl BrokerHealth {
     /// A health that is always up, for callers that do not watch the broker.
     pub fn always_up() -> Self {
         Self(Arc::new(AtomicBool::new(true)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Probes a second apart from `start`: (ours, others) each; the seconds at which the
+    /// watch says "wedged".
+    fn verdicts(probes: &[(bool, bool)]) -> Vec<usize> {
+        let (mut watch, start) = (WedgeWatch::default(), Instant::now());
+        probes
+            .iter()
+            .enumerate()
+            .filter(|(s, (ours, others))| {
+                watch.wedged(*ours, *others, start + Duration::from_secs(*s as u64))
+            })
+            .map(|(s, _)| s)
+            .collect()
+    }
+
+    #[test]
+    fn a_producer_is_wedged_only_while_others_get_answers_and_it_does_not() {
+        let limit = WEDGED_AFTER.as_secs() as usize;
+        // The broker away for a long time: nobody gets an answer, nothing is replaced.
+        assert!(verdicts(&vec![(false, false); 5 * limit]).is_empty());
+        // Others answered from second 0 and ours never: replaced at the limit, then again a
+        // limit later if the new one fares no better.
+        assert_eq!(
+            verdicts(&vec![(false, true); 2 * limit + 2]),
+            vec![limit, 2 * limit + 1]
+        );
+        // Ours answers once within the limit, or the broker goes away again: start over.
+        for gap in [(true, true), (false, false)] {
+            let mut probes = vec![(false, true); limit];
+            probes.push(gap);
+            probes.extend(vec![(false, true); limit]);
+            assert!(verdicts(&probes).is_empty(), "after {gap:?}");
+        }
     }
 }
