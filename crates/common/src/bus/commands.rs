@@ -252,18 +252,11 @@ async fn send_reply(bus: &Bus, tx: String, partition: i32, reply: OrderReply) {
 mod tests {
     use super::*;
 
-    /// Ticks a second apart from `start`, each (broker up, assigned); the seconds at which
-    /// the watch says "stuck".
+    /// Ticks a second apart, (broker up, assigned) each: the seconds at which the consumer
+    /// is stuck.
     fn verdicts(ticks: &[(bool, bool)]) -> Vec<usize> {
-        let (mut watch, start) = (AssignmentWatch::default(), Instant::now());
-        ticks
-            .iter()
-            .enumerate()
-            .filter(|(s, (up, assigned))| {
-                watch.stuck(*up, *assigned, start + Duration::from_secs(*s as u64))
-            })
-            .map(|(s, _)| s)
-            .collect()
+        let mut watch = AssignmentWatch::default();
+        super::super::seconds_said(ticks, |up, assigned, now| watch.stuck(up, assigned, now))
     }
 
     fn secs(d: Duration) -> usize {

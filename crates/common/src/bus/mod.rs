@@ -483,22 +483,33 @@ impl BrokerHealth {
     }
 }
 
+/// The seconds at which a watch (`says`) speaks up, given one pair of findings a second.
+/// For the tests of the watches here and in [`commands`].
+#[cfg(test)]
+fn seconds_said(
+    ticks: &[(bool, bool)],
+    mut says: impl FnMut(bool, bool, Instant) -> bool,
+) -> Vec<usize> {
+    let start = Instant::now();
+    (0..ticks.len())
+        .filter(|&s| {
+            says(
+                ticks[s].0,
+                ticks[s].1,
+                start + Duration::from_secs(s as u64),
+            )
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Probes a second apart from `start`: (ours, others) each; the seconds at which the
-    /// watch says "wedged".
+    /// Probes a second apart, (ours, others) each: the seconds at which the producer is wedged.
     fn verdicts(probes: &[(bool, bool)]) -> Vec<usize> {
-        let (mut watch, start) = (WedgeWatch::default(), Instant::now());
-        probes
-            .iter()
-            .enumerate()
-            .filter(|(s, (ours, others))| {
-                watch.wedged(*ours, *others, start + Duration::from_secs(*s as u64))
-            })
-            .map(|(s, _)| s)
-            .collect()
+        let mut watch = WedgeWatch::default();
+        seconds_said(probes, |ours, others, now| watch.wedged(ours, others, now))
     }
 
     #[test]
