@@ -195,30 +195,21 @@ async fn consume<C, H, F>(
 /// fenced itself on the thaw): no partitions, no error. So within [`AFTER_OUTAGE`] of the
 /// broker answering again, a consumer that holds nothing for [`REJOIN_PATIENCE`] is replaced;
 /// and at any time, one that holds nothing for [`UNASSIGNED_PATIENCE`].
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct AssignmentWatch {
     unassigned_since: Option<Instant>,
     back_since: Option<Instant>,
-    was_up: bool,
-}
-
-impl Default for AssignmentWatch {
-    fn default() -> Self {
-        Self {
-            unassigned_since: None,
-            back_since: None,
-            was_up: true,
-        }
-    }
+    /// Whether the broker was away at the last tick.
+    was_down: bool,
 }
 
 impl AssignmentWatch {
     /// Takes one tick's findings at `now`; true when the consumer is to be replaced.
     fn stuck(&mut self, broker_up: bool, assigned: bool, now: Instant) -> bool {
-        if broker_up && !self.was_up {
+        if broker_up && self.was_down {
             self.back_since = Some(now);
         }
-        self.was_up = broker_up;
+        self.was_down = !broker_up;
         if assigned {
             self.unassigned_since = None;
             return false;

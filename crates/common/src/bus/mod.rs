@@ -370,10 +370,9 @@ impl Bus {
         let health = BrokerHealth(Arc::new(AtomicBool::new(true)));
         let (bus, flag) = (self.clone(), health.clone());
         tokio::spawn(async move {
-            let mut wedge = WedgeWatch::default();
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            while shutdown.run_until_cancelled(tick.tick()).await.is_some() {
+            // Kept across runs of the probe, which `every` makes one at a time.
+            let wedge = std::sync::Mutex::new(WedgeWatch::default());
+            crate::periodic::every(Duration::from_secs(1), &shutdown, || async {
                 let up = bus.is_ready().await;
                 if flag.0.swap(up, Ordering::Relaxed) != up {
                     if up {
@@ -383,7 +382,12 @@ impl Bus {
                     }
                 }
                 let others = !up && bus.answers_a_fresh_client().await;
-                if wedge.wedged(up, others, Instant::now()) {
+                let wedged = wedge.lock().unwrap_or_else(|e| e.into_inner()).wedged(
+                    up,
+                    others,
+                    Instant::now(),
+                );
+                if wedged {
                     tracing::warn!(
                         "kafka answers a fresh client but not our producer; replacing the producer"
                     );
@@ -391,7 +395,8 @@ impl Bus {
                         tracing::error!(error = %e, "no new producer");
                     }
                 }
-            }
+            })
+            .await;
         });
         health
     }
