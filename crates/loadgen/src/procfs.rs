@@ -13,28 +13,7 @@ use std::collections::HashMap;
 /// `USER_HZ`: the unit of the CPU times in `/proc/PID/stat`.
 const TICKS_PER_S: u64 = 100;
 
-/// The fields of `/proc/PID/stat` we read.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Stat {
-    pub ppid: u32,
-    /// utime + stime: CPU time of the process itself (all threads), in ticks.
-    pub own_ticks: u64,
-    /// cutime + cstime: CPU time of its reaped children, in ticks.
-    pub children_ticks: u64,
-}
-
-/// Parses one `/proc/PID/stat` line. The command name is parenthesised and may hold spaces
-/// or parentheses, so fields are counted from the last `)`.
-pub fn parse_stat(line: &str) -> Option<Stat> {
-    // Fields after the name, from field 3 (state) on: ppid is field 4, utime..cstime 14..17.
-    let rest: Vec<&str> = line.rsplit_once(')')?.1.split_whitespace().collect();
-    let field = |n: usize| rest.get(n - 3)?.parse::<u64>().ok();
-    Some(Stat {
-        ppid: u32::try_from(field(4)?).ok()?,
-        own_ticks: field(14)? + field(15)?,
-        children_ticks: field(16)? + field(17)?,
-    })
-}
+pub use stack::procs::{Stat, parse_stat};
 
 fn read_stat(pid: u32) -> Option<Stat> {
     parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
@@ -116,22 +95,6 @@ impl Snapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stat_fields_are_counted_from_the_last_parenthesis() {
-        // A name with spaces and a ")" in it; utime 7, stime 3, cutime 20, cstime 2.
-        let line = "4242 (nginx: a) b) S 17 4242 4242 0 -1 4194368 100 0 0 0 7 3 20 2 20 0 1 0 \
-                    1000 2000 300 18446744073709551615";
-        assert_eq!(
-            parse_stat(line),
-            Some(Stat {
-                ppid: 17,
-                own_ticks: 10,
-                children_ticks: 22
-            })
-        );
-        assert_eq!(parse_stat("4242 (x) S 1 2"), None);
-    }
 
     #[test]
     fn rss_is_read_in_bytes() {

@@ -50,6 +50,10 @@ fn default_service_threads() -> u32 {
     DEFAULT_SERVICE_THREADS
 }
 
+/// The longest warm-up of a fresh broker unless `KAFKA_WARMUP_S` says otherwise: it ends
+/// sooner, as soon as the broker's JIT falls quiet.
+pub const DEFAULT_KAFKA_WARMUP_S: u32 = 30;
+
 /// The checkout protocol the services run; passed to them as `CHECKOUT_PROTOCOL`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -203,6 +207,11 @@ pub struct StackConfig {
     /// `TOKIO_WORKER_THREADS`); see [`DEFAULT_SERVICE_THREADS`].
     #[serde(default = "default_service_threads")]
     pub service_threads: u32,
+    /// `KAFKA_WARMUP_S`: at most this many seconds of warm-up traffic on a fresh broker before
+    /// the services start (see [`crate::warmup`]); 0: none. `make up` warms up by default;
+    /// tests' stacks do not (their many starts would each pay it, and they measure no speed).
+    #[serde(default)]
+    pub kafka_warmup_s: u32,
     /// The `stack` binary that runs the supervisor; default `bin_dir/stack`. The stack crate's
     /// own tests point it at `CARGO_BIN_EXE_stack`.
     #[serde(default)]
@@ -229,7 +238,8 @@ impl StackConfig {
 
     /// The `make up` stack: `.stack/` in the workspace, fixed ports, knobs from the environment
     /// (`REPLICAS`, `CHECKOUT_PROTOCOL`, `GATEWAY_PORT`, `KAFKA_PARTITIONS`, `RUST_LOG`,
-    /// `REDIS_MAXMEMORY`, `KAFKA_JVM_OPTS`, `SERVICE_THREADS`, and the [`SERVICE_KNOBS`]).
+    /// `REDIS_MAXMEMORY`, `KAFKA_JVM_OPTS`, `SERVICE_THREADS`, `KAFKA_WARMUP_S`, and the
+    /// [`SERVICE_KNOBS`]).
     pub fn from_env() -> Result<Self> {
         let workspace = Self::default_workspace();
         let mut ports = PortLayout::default();
@@ -261,6 +271,7 @@ impl StackConfig {
                 .map(|v| v.split_whitespace().map(str::to_string).collect())
                 .unwrap_or_default(),
             service_threads: env_parse("SERVICE_THREADS")?.unwrap_or(DEFAULT_SERVICE_THREADS),
+            kafka_warmup_s: env_parse("KAFKA_WARMUP_S")?.unwrap_or(DEFAULT_KAFKA_WARMUP_S),
             stack_bin: None,
             ephemeral: false,
         };
@@ -295,6 +306,7 @@ impl StackConfig {
             redis_maxmemory: default_redis_maxmemory(),
             kafka_jvm_opts: Vec::new(),
             service_threads: DEFAULT_SERVICE_THREADS,
+            kafka_warmup_s: 0,
             stack_bin: None,
             ephemeral: true,
         }

@@ -69,6 +69,7 @@ pub mod nginx;
 pub mod procs;
 pub mod prometheus;
 pub mod supervisor;
+pub mod warmup;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

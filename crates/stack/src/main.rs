@@ -141,6 +141,12 @@ async fn up(mut cfg: StackConfig) -> Result<ExitCode> {
         println!("{line}");
     }
     cfg.stack_bin = Some(std::env::current_exe()?);
+    if cfg.kafka_warmup_s > 0 {
+        println!(
+            "the broker warms up for up to {} s before the services start (KAFKA_WARMUP_S=0 skips it)",
+            cfg.kafka_warmup_s
+        );
+    }
     let stack = Stack::start_detached(cfg.clone()).await.with_context(|| {
         format!(
             "the stack did not come up; see {}",

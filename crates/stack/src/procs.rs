@@ -1,4 +1,4 @@
-//! Pid files and signals.
+//! Pid files, signals, and the CPU times of `/proc/PID/stat`.
 //!
 //! Every component runs in its own process group (pgid = its pid), so one `killpg` also reaches
 //! what it forked (nginx workers, a Redis rewrite child) and a Ctrl-C in the launcher's terminal
@@ -14,6 +14,29 @@ use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 
 use crate::{Error, Result};
+
+/// The fields of `/proc/PID/stat` we read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stat {
+    pub ppid: u32,
+    /// utime + stime: CPU time of the process itself (all threads), in ticks.
+    pub own_ticks: u64,
+    /// cutime + cstime: CPU time of its reaped children, in ticks.
+    pub children_ticks: u64,
+}
+
+/// Parses one `/proc/PID/stat` line. The command name is parenthesised and may hold spaces
+/// or parentheses, so fields are counted from the last `)`.
+pub fn parse_stat(line: &str) -> Option<Stat> {
+    // Fields after the name, from field 3 (state) on: ppid is field 4, utime..cstime 14..17.
+    let rest: Vec<&str> = line.rsplit_once(')')?.1.split_whitespace().collect();
+    let field = |n: usize| rest.get(n - 3)?.parse::<u64>().ok();
+    Some(Stat {
+        ppid: u32::try_from(field(4)?).ok()?,
+        own_ticks: field(14)? + field(15)?,
+        children_ticks: field(16)? + field(17)?,
+    })
+}
 
 /// Writes `pid` atomically (rename), so readers never see a half-written file.
 pub fn write_pid(path: &Path, pid: u32) -> Result<()> {
@@ -128,4 +151,25 @@ pub fn raise_nofile_limit() -> u64 {
 
 fn to_pid(pid: u32) -> Pid {
     Pid::from_raw(pid as i32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_fields_are_counted_from_the_last_parenthesis() {
+        // A name with spaces and a ")" in it; utime 7, stime 3, cutime 20, cstime 2.
+        let line = "4242 (nginx: a) b) S 17 4242 4242 0 -1 4194368 100 0 0 0 7 3 20 2 20 0 1 0 \
+                    1000 2000 300 18446744073709551615";
+        assert_eq!(
+            parse_stat(line),
+            Some(Stat {
+                ppid: 17,
+                own_ticks: 10,
+                children_ticks: 22
+            })
+        );
+        assert_eq!(parse_stat("4242 (x) S 1 2"), None);
+    }
 }

@@ -127,6 +127,13 @@ pub async fn run(cfg: StackConfig, watch_stdin: bool) -> Result<()> {
             _ = wait_stage(&stage) => {}
             _ = stop_rx.wait_for(|stop| *stop) => {}
         }
+        let broker_stage = stage.iter().any(|c| c.kind == component::Kind::Kafka);
+        if broker_stage && cfg.services && cfg.kafka_warmup_s > 0 {
+            tokio::select! {
+                _ = crate::warmup::warm_broker(&cfg, &ports) => {}
+                _ = stop_rx.wait_for(|stop| *stop) => {}
+            }
+        }
     }
     ctx.starting.store(false, Ordering::Relaxed);
     if !*stop_rx.borrow() {

@@ -5,6 +5,7 @@
 mod closing;
 pub mod commands;
 pub mod replies;
+pub mod warmup;
 
 pub use closing::{Closing, wait_for_closes};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -238,6 +238,85 @@ async fn gateway_hides_a_killed_replica_from_clients() {
     stack.stop().await.expect("stop");
 }
 
+/// `make up` warms a fresh broker up with checkouts' messages before the services start
+/// (`KAFKA_WARMUP_S`): the warm-up runs checkouts, removes its topics, and the stack then
+/// serves a checkout of its own.
+#[tokio::test]
+async fn a_fresh_broker_is_warmed_up_and_its_warm_up_topics_removed() {
+    let mut cfg = config("stack-it-warm").with_services();
+    cfg.kafka_warmup_s = 4;
+    let stack = Stack::start(cfg).await.expect("stack starts");
+    let log = std::fs::read_to_string(stack.config().logs_dir().join("supervisor.log"))
+        .expect("supervisor log");
+    let warmed = log
+        .lines()
+        .find_map(|l| l.split("broker warmed up by ").nth(1)?.split(' ').next())
+        .and_then(|n| n.parse::<u64>().ok());
+    assert!(
+        warmed.is_some_and(|n| n > 0),
+        "no warm-up checkout in the supervisor's log:\n{log}"
+    );
+
+    let ports = stack.ports();
+    let topics = move || {
+        use rdkafka::consumer::Consumer;
+        let client: rdkafka::consumer::BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", format!("127.0.0.1:{}", ports.kafka))
+            .create()
+            .expect("client");
+        let metadata = client
+            .fetch_metadata(None, Duration::from_secs(5))
+            .expect("metadata");
+        metadata
+            .topics()
+            .iter()
+            .map(|t| t.name().to_string())
+            .collect::<Vec<_>>()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let left = loop {
+        let left: Vec<String> = tokio::task::spawn_blocking(topics)
+            .await
+            .expect("metadata task")
+            .into_iter()
+            .filter(|t| t.starts_with(common::bus::warmup::TOPIC_PREFIX))
+            .collect();
+        if left.is_empty() || Instant::now() > deadline {
+            break left;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(left.is_empty(), "warm-up topics left: {left:?}");
+
+    let gateway = stack.gateway_url();
+    let (status, body) = client::http_post(&gateway, "/stock/item/create/3").await;
+    assert_eq!(status, 200, "{body}");
+    let item: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let item = item["item_id"].as_str().expect("item id").to_string();
+    let (status, body) = client::http_post(&gateway, &format!("/stock/add/{item}/5")).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = client::http_post(&gateway, "/payment/create_user").await;
+    assert_eq!(status, 200, "{body}");
+    let user: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let user = user["user_id"].as_str().expect("user id").to_string();
+    let (status, body) =
+        client::http_post(&gateway, &format!("/payment/add_funds/{user}/10")).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = client::http_post(&gateway, &format!("/orders/create/{user}")).await;
+    assert_eq!(status, 200, "{body}");
+    let order: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let order = order["order_id"].as_str().expect("order id").to_string();
+    let (status, body) =
+        client::http_post(&gateway, &format!("/orders/addItem/{order}/{item}/2")).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = client::http_post(&gateway, &format!("/orders/checkout/{order}")).await;
+    assert_eq!(status, 200, "checkout after the warm-up: {body}");
+    let (_, body) = client::http_get(&gateway, &format!("/payment/find_user/{user}")).await;
+    let credit: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(credit["credit"], 4, "{body}");
+    stack.stop().await.expect("stop");
+}
+
 /// A service that cannot start fails `Stack::start` fast, with the reason, instead of after
 /// the whole start timeout. "Fast" is timed from the service's own first launch: the stages
 /// before it (Kafka above all) take what the machine gives them, and in CI three test lanes
