@@ -53,6 +53,8 @@ fn default_service_threads() -> u32 {
 /// The longest warm-up of a fresh broker unless `KAFKA_WARMUP_S` says otherwise: it ends
 /// sooner, as soon as the broker's JIT falls quiet.
 pub const DEFAULT_KAFKA_WARMUP_S: u32 = 30;
+/// Well within the launcher's start timeout (`handle::START_TIMEOUT`, 300 s).
+pub const MAX_KAFKA_WARMUP_S: u32 = 120;
 
 /// The checkout protocol the services run; passed to them as `CHECKOUT_PROTOCOL`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -362,6 +364,12 @@ impl StackConfig {
                 self.service_threads
             )));
         }
+        if self.kafka_warmup_s > MAX_KAFKA_WARMUP_S {
+            return Err(Error::Config(format!(
+                "KAFKA_WARMUP_S must be within 0..={MAX_KAFKA_WARMUP_S}, got {}",
+                self.kafka_warmup_s
+            )));
+        }
         let memory = self.redis_maxmemory.to_ascii_lowercase();
         let digits = memory.trim_end_matches(['b', 'k', 'm', 'g']);
         let unit = &memory[digits.len()..];
@@ -497,6 +505,18 @@ mod tests {
             c.service_threads = bad;
             assert!(c.validate().is_err(), "{bad} accepted");
         }
+    }
+
+    #[test]
+    fn the_broker_warm_up_is_bounded_and_tests_skip_it() {
+        let mut c = StackConfig::for_tests("w");
+        assert_eq!(c.kafka_warmup_s, 0);
+        for good in [0, 30, MAX_KAFKA_WARMUP_S] {
+            c.kafka_warmup_s = good;
+            c.validate().unwrap();
+        }
+        c.kafka_warmup_s = MAX_KAFKA_WARMUP_S + 1;
+        assert!(c.validate().is_err());
     }
 
     #[test]
