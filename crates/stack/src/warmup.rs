@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::config::{PortLayout, StackConfig};
 use crate::procs;
@@ -50,7 +50,7 @@ pub async fn warm_broker(cfg: &StackConfig, ports: &PortLayout) {
     let enough = |checkouts: u64| {
         let now = compiler_ticks(broker);
         let ticks = now.saturating_sub(compiled);
-        info!(
+        debug!(
             second,
             checkouts = checkouts - done,
             compiler_ms = ticks * 10,
@@ -60,8 +60,12 @@ pub async fn warm_broker(cfg: &StackConfig, ports: &PortLayout) {
         watch.quiet(ticks) && second >= AT_LEAST_S
     };
     match common::bus::warmup::run(&settings, enough, limit).await {
+        Ok(w) if !w.enough => info!(
+            "broker warmed up by {} checkouts in {:.1?}, its limit; its JIT was still compiling",
+            w.checkouts, w.elapsed
+        ),
         Ok(w) => info!(
-            "broker warmed up by {} checkouts in {:.1?}",
+            "broker warmed up by {} checkouts in {:.1?}, until its JIT fell quiet",
             w.checkouts, w.elapsed
         ),
         Err(e) => warn!(error = %e, "broker warm-up failed"),

@@ -48,6 +48,8 @@ const REPLY_PATIENCE: Duration = Duration::from_secs(5);
 pub struct Warmed {
     pub checkouts: u64,
     pub elapsed: Duration,
+    /// Whether `enough` ended it (false: the limit did).
+    pub enough: bool,
 }
 
 /// Runs checkouts against the broker of `settings` until `enough` says so (asked once a
@@ -109,12 +111,15 @@ pub async fn run(
     }
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.tick().await;
-    loop {
+    let enough = loop {
         tick.tick().await;
-        if started.elapsed() >= limit || enough(done.load(Ordering::Relaxed)) {
-            break;
+        if enough(done.load(Ordering::Relaxed)) {
+            break true;
         }
-    }
+        if started.elapsed() >= limit {
+            break false;
+        }
+    };
     stop.cancel();
     while tasks.join_next().await.is_some() {}
     drop(bus);
@@ -122,6 +127,7 @@ pub async fn run(
     Ok(Warmed {
         checkouts: done.load(Ordering::Relaxed),
         elapsed: started.elapsed(),
+        enough,
     })
 }
 
