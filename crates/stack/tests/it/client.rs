@@ -25,6 +25,13 @@ pub async fn http_post(base: &str, path: &str) -> (u16, String) {
     answer(http().post(format!("{base}{path}"))).await
 }
 
+/// The JSON answer of `POST path`, which must succeed.
+pub async fn post_ok(base: &str, path: &str) -> serde_json::Value {
+    let (status, body) = http_post(base, path).await;
+    assert_eq!(status, 200, "POST {path}: {body}");
+    serde_json::from_str(&body).unwrap_or(serde_json::Value::Null)
+}
+
 async fn answer(request: reqwest::RequestBuilder) -> (u16, String) {
     let response = request.send().await.expect("request reaches the gateway");
     let status = response.status().as_u16();

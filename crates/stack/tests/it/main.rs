@@ -289,28 +289,18 @@ async fn a_fresh_broker_is_warmed_up_and_its_warm_up_topics_removed() {
     assert!(left.is_empty(), "warm-up topics left: {left:?}");
 
     let gateway = stack.gateway_url();
-    let (status, body) = client::http_post(&gateway, "/stock/item/create/3").await;
-    assert_eq!(status, 200, "{body}");
-    let item: serde_json::Value = serde_json::from_str(&body).expect("json");
-    let item = item["item_id"].as_str().expect("item id").to_string();
-    let (status, body) = client::http_post(&gateway, &format!("/stock/add/{item}/5")).await;
-    assert_eq!(status, 200, "{body}");
-    let (status, body) = client::http_post(&gateway, "/payment/create_user").await;
-    assert_eq!(status, 200, "{body}");
-    let user: serde_json::Value = serde_json::from_str(&body).expect("json");
-    let user = user["user_id"].as_str().expect("user id").to_string();
-    let (status, body) =
-        client::http_post(&gateway, &format!("/payment/add_funds/{user}/10")).await;
-    assert_eq!(status, 200, "{body}");
-    let (status, body) = client::http_post(&gateway, &format!("/orders/create/{user}")).await;
-    assert_eq!(status, 200, "{body}");
-    let order: serde_json::Value = serde_json::from_str(&body).expect("json");
-    let order = order["order_id"].as_str().expect("order id").to_string();
-    let (status, body) =
-        client::http_post(&gateway, &format!("/orders/addItem/{order}/{item}/2")).await;
-    assert_eq!(status, 200, "{body}");
-    let (status, body) = client::http_post(&gateway, &format!("/orders/checkout/{order}")).await;
-    assert_eq!(status, 200, "checkout after the warm-up: {body}");
+    let post = client::post_ok;
+    let item = post(&gateway, "/stock/item/create/3").await["item_id"].clone();
+    let item = item.as_str().expect("item id");
+    post(&gateway, &format!("/stock/add/{item}/5")).await;
+    let user = post(&gateway, "/payment/create_user").await["user_id"].clone();
+    let user = user.as_str().expect("user id");
+    post(&gateway, &format!("/payment/add_funds/{user}/10")).await;
+    let order = post(&gateway, &format!("/orders/create/{user}")).await["order_id"].clone();
+    let order = order.as_str().expect("order id");
+    post(&gateway, &format!("/orders/addItem/{order}/{item}/2")).await;
+    // The checkout after the warm-up: the services run on topics the warm-up never touched.
+    post(&gateway, &format!("/orders/checkout/{order}")).await;
     let (_, body) = client::http_get(&gateway, &format!("/payment/find_user/{user}")).await;
     let credit: serde_json::Value = serde_json::from_str(&body).expect("json");
     assert_eq!(credit["credit"], 4, "{body}");
