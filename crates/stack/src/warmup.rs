@@ -14,6 +14,8 @@ use std::time::Duration;
 
 use tracing::{debug, info, warn};
 
+use common::bus::warmup;
+
 use crate::config::{PortLayout, StackConfig};
 use crate::procs;
 
@@ -59,7 +61,14 @@ pub async fn warm_broker(cfg: &StackConfig, ports: &PortLayout) {
         (compiled, done, second) = (now, checkouts, second + 1);
         watch.quiet(ticks) && second >= AT_LEAST_S
     };
-    match common::bus::warmup::run(&settings, enough, limit).await {
+    let warm_up = common::bus::warmup::run(&settings, enough, limit);
+    let Ok(warmed) = tokio::time::timeout(limit + warmup::PAST_LIMIT, warm_up).await else {
+        return warn!(
+            "broker warm-up abandoned after {:?}",
+            limit + warmup::PAST_LIMIT
+        );
+    };
+    match warmed {
         Ok(w) if !w.enough => info!(
             "broker warmed up by {} checkouts in {:.1?}, its limit; its JIT was still compiling",
             w.checkouts, w.elapsed

@@ -43,6 +43,13 @@ const IN_FLIGHT: usize = 64;
 /// How long one warm-up checkout waits for a reply before it starts over.
 const REPLY_PATIENCE: Duration = Duration::from_secs(5);
 
+/// How long each request of the clean-up may take.
+const CLEAN_UP_PATIENCE: Duration = Duration::from_secs(5);
+
+/// The longest a warm-up takes beyond its limit: its last checkouts end at once, its consumers
+/// close, and the clean-up makes two requests.
+pub const PAST_LIMIT: Duration = Duration::from_secs(15);
+
 /// What a warm-up did.
 #[derive(Clone, Copy, Debug)]
 pub struct Warmed {
@@ -197,7 +204,9 @@ async fn clean_up(settings: &Settings) {
         Ok(admin) => admin,
         Err(e) => return tracing::warn!(error = %e, "warm-up topics left in place"),
     };
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(5)));
+    let options = AdminOptions::new()
+        .request_timeout(Some(CLEAN_UP_PATIENCE))
+        .operation_timeout(Some(CLEAN_UP_PATIENCE));
     let groups = [
         group(Participant::Stock),
         group(Participant::Payment),
