@@ -23,8 +23,9 @@ use crate::procs;
 const QUIET_TICKS_PER_S: u64 = 10;
 /// Quiet seconds in a row that end the warm-up.
 const QUIET_SECONDS: u32 = 2;
-/// Seconds the warm-up always runs: the first checkouts make the compilers start.
-const AT_LEAST_S: u64 = 3;
+/// Seconds with checkouts the warm-up always runs: until the consumer groups have formed,
+/// nothing reaches the request path, and the compilers may well be quiet.
+const AT_LEAST_S: u32 = 3;
 
 /// Warms the broker up, at most `cfg.kafka_warmup_s` seconds; logs what it did. Every
 /// failure is only logged: the stack works without a warm-up, only slower at first.
@@ -58,8 +59,9 @@ pub async fn warm_broker(cfg: &StackConfig, ports: &PortLayout) {
             compiler_ms = ticks * 10,
             "warming the broker"
         );
+        let settled = watch.settled(checkouts - done, ticks);
         (compiled, done, second) = (now, checkouts, second + 1);
-        watch.quiet(ticks) && second >= AT_LEAST_S
+        settled
     };
     let warm_up = common::bus::warmup::run(&settings, enough, limit);
     let Ok(warmed) = tokio::time::timeout(limit + warmup::PAST_LIMIT, warm_up).await else {
@@ -81,21 +83,31 @@ pub async fn warm_broker(cfg: &StackConfig, ports: &PortLayout) {
     }
 }
 
-/// Counts quiet seconds in a row.
+/// Tells when the broker's JIT has fallen quiet under the warm-up's load, one second at a time.
 #[derive(Debug, Default)]
 struct QuietWatch {
-    in_a_row: u32,
+    /// Seconds in which checkouts were done.
+    busy: u32,
+    /// Quiet seconds in a row among those.
+    quiet: u32,
 }
 
 impl QuietWatch {
-    /// Takes one second's compiler ticks; true once [`QUIET_SECONDS`] in a row were quiet.
-    fn quiet(&mut self, ticks: u64) -> bool {
-        self.in_a_row = if ticks < QUIET_TICKS_PER_S {
-            self.in_a_row + 1
+    /// Takes one second's checkouts and compiler ticks; true once the warm-up ran checkouts
+    /// for [`AT_LEAST_S`] seconds and the last [`QUIET_SECONDS`] of them were quiet. A second
+    /// without checkouts (groups still forming, the broker stalled) starts the quiet count over.
+    fn settled(&mut self, checkouts: u64, ticks: u64) -> bool {
+        if checkouts == 0 {
+            self.quiet = 0;
+            return false;
+        }
+        self.busy += 1;
+        self.quiet = if ticks < QUIET_TICKS_PER_S {
+            self.quiet + 1
         } else {
             0
         };
-        self.in_a_row >= QUIET_SECONDS
+        self.busy >= AT_LEAST_S && self.quiet >= QUIET_SECONDS
     }
 }
 
@@ -127,11 +139,43 @@ fn is_compiler_thread(name: &str) -> bool {
 mod tests {
     use super::*;
 
-    #[test]
-    fn quiet_takes_two_quiet_seconds_in_a_row() {
+    /// (checkouts, compiler ticks) a second apart: the seconds at which the watch is settled.
+    fn settled_at(seconds: &[(u64, u64)]) -> Vec<usize> {
         let mut watch = QuietWatch::default();
-        let said: Vec<bool> = [40, 3, 12, 2, 0, 1].map(|t| watch.quiet(t)).into();
-        assert_eq!(said, [false, false, false, false, true, true]);
+        (0..seconds.len())
+            .filter(|&i| watch.settled(seconds[i].0, seconds[i].1))
+            .collect()
+    }
+
+    #[test]
+    fn settled_after_two_quiet_seconds_in_a_row() {
+        let busy = [
+            (500, 60),
+            (900, 40),
+            (1000, 3),
+            (1200, 12),
+            (1500, 2),
+            (1600, 0),
+        ];
+        assert_eq!(settled_at(&busy), [5]);
+    }
+
+    #[test]
+    fn quiet_seconds_before_the_checkouts_flow_do_not_count() {
+        // The groups take three seconds to form, the compilers idle meanwhile.
+        let late = [
+            (0, 0),
+            (0, 0),
+            (0, 1),
+            (200, 2),
+            (800, 1),
+            (900, 0),
+            (950, 0),
+        ];
+        assert_eq!(settled_at(&late), [5, 6]);
+        // A stall in the middle starts the quiet count over.
+        let stalled = [(500, 1), (600, 1), (0, 0), (700, 2), (800, 2)];
+        assert_eq!(settled_at(&stalled), [4]);
     }
 
     #[test]
