@@ -12,7 +12,7 @@
 //! ([`commands::run`]). So the broker compiles what a checkout will use: idempotent
 //! produce with `acks=all`, held fetches of a group and of an assigned partition, offset
 //! commits and heartbeats. Nothing touches a service or a Redis, and the topics and groups
-//! are deleted afterwards.
+//! are deleted afterwards (the groups a few seconds later, see [`clean_up`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::error::RDKafkaErrorCode;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -46,8 +47,12 @@ const REPLY_PATIENCE: Duration = Duration::from_secs(5);
 /// How long each request of the clean-up may take.
 const CLEAN_UP_PATIENCE: Duration = Duration::from_secs(5);
 
+/// How long the warm-up's consumer groups may take to be deleted, in the background: their
+/// static members' sessions (6 s) must expire first.
+const GROUPS_PATIENCE: Duration = Duration::from_secs(20);
+
 /// The longest a warm-up takes beyond its limit: its last checkouts end at once, its consumers
-/// close, and the clean-up makes two requests.
+/// close, and the clean-up deletes its topics.
 pub const PAST_LIMIT: Duration = Duration::from_secs(15);
 
 /// What a warm-up did.
@@ -193,28 +198,25 @@ async fn to_both(bus: &Bus, replies: &Replies, tx: &str, phase: Phase) -> bool {
     sent.0.is_ok() && sent.1.is_ok()
 }
 
-/// Deletes the warm-up's topics and groups; what cannot be deleted now (the broker is slow,
-/// say) is only logged: the topics' retention bounds them anyway, and the next warm-up
-/// reuses them.
+/// Deletes the warm-up's topics, then its consumer groups. What cannot be deleted (the
+/// broker is slow, say) is only logged: the topics' retention and the groups' offset retention
+/// bound them anyway, and the next warm-up reuses them.
+///
+/// The participants' consumers are static members ([`commands::run`]), which leave their group
+/// only when their session expires (6 s), and a group with members cannot be deleted. So the
+/// groups are deleted in the background, tried every half second for [`GROUPS_PATIENCE`]: the
+/// services need not wait for it.
 async fn clean_up(settings: &Settings) {
     let admin: AdminClient<DefaultClientContext> = match ClientConfig::new()
         .set("bootstrap.servers", &settings.kafka_brokers)
         .create()
     {
         Ok(admin) => admin,
-        Err(e) => return tracing::warn!(error = %e, "warm-up topics left in place"),
+        Err(e) => return tracing::warn!(error = %e, "warm-up topics and groups left in place"),
     };
     let options = AdminOptions::new()
         .request_timeout(Some(CLEAN_UP_PATIENCE))
         .operation_timeout(Some(CLEAN_UP_PATIENCE));
-    let groups = [
-        group(Participant::Stock),
-        group(Participant::Payment),
-        format!("{}-replies", settings.replica_id),
-    ];
-    let groups: Vec<&str> = groups.iter().map(String::as_str).collect();
-    // A group that never committed does not exist: not an error worth a line.
-    let _ = admin.delete_groups(&groups, &options).await;
     let topics = Topics::new(&settings.topic_prefix);
     let topics = [&topics.stock, &topics.payment, &topics.replies].map(String::as_str);
     match admin.delete_topics(&topics, &options).await {
@@ -225,4 +227,28 @@ async fn clean_up(settings: &Settings) {
         }
         Err(e) => tracing::warn!(error = %e, "warm-up topics not deleted"),
     }
+    tokio::spawn(async move {
+        let mut groups = vec![group(Participant::Stock), group(Participant::Payment)];
+        let deadline = Instant::now() + GROUPS_PATIENCE;
+        loop {
+            let names: Vec<&str> = groups.iter().map(String::as_str).collect();
+            let still = match admin.delete_groups(&names, &options).await {
+                Ok(results) => results
+                    .into_iter()
+                    .filter_map(|r| r.err())
+                    .filter(|(_, code)| *code != RDKafkaErrorCode::GroupIdNotFound)
+                    .map(|(name, _)| name)
+                    .collect(),
+                Err(_) => groups.clone(),
+            };
+            groups = still;
+            if groups.is_empty() {
+                break;
+            }
+            if Instant::now() > deadline {
+                return tracing::warn!(?groups, "warm-up consumer groups not deleted");
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    });
 }

@@ -239,10 +239,10 @@ async fn gateway_hides_a_killed_replica_from_clients() {
 }
 
 /// `make up` warms a fresh broker up with checkouts' messages before the services start
-/// (`KAFKA_WARMUP_S`): the warm-up runs checkouts, removes its topics, and the stack then
-/// serves a checkout of its own.
+/// (`KAFKA_WARMUP_S`): the warm-up runs checkouts, removes its topics and consumer groups, and
+/// the stack then serves a checkout of its own.
 #[tokio::test]
-async fn a_fresh_broker_is_warmed_up_and_its_warm_up_topics_removed() {
+async fn a_fresh_broker_is_warmed_up_and_its_topics_and_groups_removed() {
     let mut cfg = config("stack-it-warm").with_services();
     // Long enough for the consumer groups to form on a loaded machine (CI's Kafka took 29 s
     // to start once); the warm-up ends sooner when the broker's JIT falls quiet.
@@ -259,36 +259,36 @@ async fn a_fresh_broker_is_warmed_up_and_its_warm_up_topics_removed() {
         "no warm-up checkout in the supervisor's log:\n{log}"
     );
 
+    // The broker's topics and consumer groups whose names say they are the warm-up's.
     let ports = stack.ports();
-    let topics = move || {
+    let warm_up_leftovers = move || {
         use rdkafka::consumer::Consumer;
         let client: rdkafka::consumer::BaseConsumer = rdkafka::ClientConfig::new()
             .set("bootstrap.servers", format!("127.0.0.1:{}", ports.kafka))
             .create()
             .expect("client");
-        let metadata = client
-            .fetch_metadata(None, Duration::from_secs(5))
-            .expect("metadata");
-        metadata
-            .topics()
-            .iter()
-            .map(|t| t.name().to_string())
+        let patience = Duration::from_secs(5);
+        let metadata = client.fetch_metadata(None, patience).expect("metadata");
+        let groups = client.fetch_group_list(None, patience).expect("groups");
+        let topics = metadata.topics().iter().map(|t| t.name());
+        let groups = groups.groups().iter().map(|g| g.name());
+        topics
+            .chain(groups)
+            .filter(|name| name.starts_with("warmup"))
+            .map(str::to_string)
             .collect::<Vec<_>>()
     };
     let deadline = Instant::now() + Duration::from_secs(30);
     let left = loop {
-        let left: Vec<String> = tokio::task::spawn_blocking(topics)
+        let left = tokio::task::spawn_blocking(warm_up_leftovers)
             .await
-            .expect("metadata task")
-            .into_iter()
-            .filter(|t| t.starts_with(common::bus::warmup::TOPIC_PREFIX))
-            .collect();
+            .expect("metadata task");
         if left.is_empty() || Instant::now() > deadline {
             break left;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    assert!(left.is_empty(), "warm-up topics left: {left:?}");
+    assert!(left.is_empty(), "warm-up topics or groups left: {left:?}");
 
     let gateway = stack.gateway_url();
     let post = client::post_ok;
