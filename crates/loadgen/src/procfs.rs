@@ -10,10 +10,7 @@
 
 use std::collections::HashMap;
 
-/// `USER_HZ`: the unit of the CPU times in `/proc/PID/stat`.
-const TICKS_PER_S: u64 = 100;
-
-pub use stack::procs::{Stat, parse_stat};
+pub use stack::procs::{Stat, TICKS_PER_S, parse_stat};
 
 fn read_stat(pid: u32) -> Option<Stat> {
     parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)

@@ -15,6 +15,9 @@ use nix::unistd::Pid;
 
 use crate::{Error, Result};
 
+/// `USER_HZ`: the unit of the CPU times in `/proc/PID/stat` (100 on every Linux ABI).
+pub const TICKS_PER_S: u64 = 100;
+
 /// The fields of `/proc/PID/stat` we read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Stat {

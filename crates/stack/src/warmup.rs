@@ -20,7 +20,7 @@ use crate::config::{PortLayout, StackConfig};
 use crate::procs;
 
 /// Compiler CPU per second under which a second counts as quiet: a tenth of a core.
-const QUIET_TICKS_PER_S: u64 = 10;
+const QUIET_TICKS_PER_S: u64 = procs::TICKS_PER_S / 10;
 /// Quiet seconds in a row that end the warm-up.
 const QUIET_SECONDS: u32 = 2;
 /// Seconds with checkouts the warm-up always runs: until the consumer groups have formed,
@@ -56,14 +56,14 @@ pub async fn warm_broker(cfg: &StackConfig, ports: &PortLayout) {
         debug!(
             second,
             checkouts = checkouts - done,
-            compiler_ms = ticks * 10,
+            compiler_ms = ticks * 1000 / procs::TICKS_PER_S,
             "warming the broker"
         );
         let settled = watch.settled(checkouts - done, ticks);
         (compiled, done, second) = (now, checkouts, second + 1);
         settled
     };
-    let warm_up = common::bus::warmup::run(&settings, enough, limit);
+    let warm_up = warmup::run(&settings, enough, limit);
     let Ok(warmed) = tokio::time::timeout(limit + warmup::PAST_LIMIT, warm_up).await else {
         return warn!(
             "broker warm-up abandoned after {:?}",
